@@ -1,0 +1,137 @@
+"""Save and load fitted estimators without pickle: safetensors for arrays + JSON for the rest.
+
+A saved model is a folder with ``model.json`` (class, params, fitted metadata, probest
+version) and ``model.safetensors`` (every fitted array/tensor).  Loading imports the class
+by name only if it lives inside ``probest`` — a model file cannot run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+import torch
+
+_ARRAY = "__tensor__"
+
+
+def _is_json_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def split_state(state: dict[str, Any], owner: str = "estimator") -> tuple[dict, dict]:
+    """Split ``{name: value}`` into (tensors for safetensors, JSON-able metadata)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def enc(key: str, v: Any) -> Any:
+        if isinstance(v, torch.Tensor) or (isinstance(v, np.ndarray) and v.dtype.kind in "biuf"):
+            t = v.detach().cpu() if isinstance(v, torch.Tensor) else torch.tensor(v)
+            tensors[key] = t.contiguous()
+            return {_ARRAY: key, "numpy": isinstance(v, np.ndarray)}
+        if isinstance(v, np.ndarray) and v.dtype.kind in "UO":  # e.g. string class labels
+            return {"__strarray__": [str(x) for x in v.tolist()], "dtype": v.dtype.kind}
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, torch.device):
+            return {"__device__": str(v)}
+        if isinstance(v, torch.dtype):
+            return {"__dtype__": str(v).removeprefix("torch.")}
+        if _is_json_scalar(v):
+            if isinstance(v, float) and not np.isfinite(v):
+                return {"__float__": repr(v)}
+            return v
+        if isinstance(v, (list, tuple)):
+            return [enc(f"{key}.{i}", x) for i, x in enumerate(v)]
+        if isinstance(v, dict) and all(isinstance(k, str) for k in v):
+            return {"__dict__": {k: enc(f"{key}.{k}", x) for k, x in v.items()}}
+        raise TypeError(
+            f"{owner} cannot be saved without pickle: fitted attribute {key!r} is a "
+            f"{type(v).__name__}. The estimator must override _get_fitted_state."
+        )
+
+    meta = {k: enc(k, v) for k, v in state.items()}
+    return tensors, meta
+
+
+def join_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`split_state`."""
+
+    def dec(v: Any) -> Any:
+        if isinstance(v, dict):
+            if _ARRAY in v:
+                t = tensors[v[_ARRAY]]
+                return t.numpy() if v.get("numpy") else t
+            if "__strarray__" in v:
+                return np.asarray(v["__strarray__"], dtype=object if v["dtype"] == "O" else None)
+            if "__device__" in v:
+                return torch.device(v["__device__"])
+            if "__dtype__" in v:
+                return getattr(torch, v["__dtype__"])
+            if "__float__" in v:
+                return float(v["__float__"])
+            if "__dict__" in v:
+                return {k: dec(x) for k, x in v["__dict__"].items()}
+        if isinstance(v, list):
+            return [dec(x) for x in v]
+        return v
+
+    return {k: dec(v) for k, v in meta.items()}
+
+
+def _params_json(est) -> dict[str, Any]:
+    out = {}
+    for k, v in est.get_params(deep=False).items():
+        if _is_json_scalar(v) and not (isinstance(v, float) and not np.isfinite(v)):
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(_is_json_scalar(x) for x in v):
+            out[k] = list(v)
+        else:
+            out[k] = {"__repr__": repr(v)}
+    return out
+
+
+def save(est, path: str | pathlib.Path) -> pathlib.Path:
+    """Save fitted ``est`` to folder ``path`` (``model.json`` + ``model.safetensors``)."""
+    from safetensors.torch import save_file
+
+    import probest
+
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors, meta = est._get_fitted_state()
+    doc = {
+        "class": f"{type(est).__module__}.{type(est).__qualname__}",
+        "probest_version": probest.__version__,
+        "params": _params_json(est),
+        "fitted": meta,
+    }
+    (path / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
+    save_file(tensors, str(path / "model.safetensors"))
+    return path
+
+
+def load(path: str | pathlib.Path):
+    """Load an estimator saved by :func:`save`."""
+    from safetensors.torch import load_file
+
+    path = pathlib.Path(path)
+    doc = json.loads((path / "model.json").read_text())
+    modname, _, clsname = doc["class"].rpartition(".")
+    if not (modname == "probest" or modname.startswith("probest.")):
+        raise ValueError(f"refusing to load class {doc['class']!r}: not a probest estimator.")
+    cls = getattr(importlib.import_module(modname), clsname)
+    params = {}
+    for k, v in doc["params"].items():
+        if isinstance(v, dict) and "__repr__" in v:
+            raise ValueError(
+                f"parameter {k}={v['__repr__']} was not JSON-serialisable; re-create the "
+                "estimator in Python and call _set_fitted_state instead."
+            )
+        params[k] = v
+    est = cls(**params)
+    tensors = load_file(str(path / "model.safetensors"))
+    est._set_fitted_state(tensors, doc["fitted"])
+    return est

@@ -1,0 +1,214 @@
+"""Shared machinery for probest estimators.
+
+:class:`ProbestEstimator` is the root of every public estimator (``to_pyro``/``to_arviz``
+hooks, saving without pickle).  :class:`TorchEstimator` adds what torch-backed estimators
+share: ``device`` ("auto" picks CUDA), ``dtype``, seeding that never touches global RNG
+state, a ``verbose`` progress bar that feeds ``history_``, and CPU-safe pickling.
+
+A torch-backed ``fit`` reads::
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=np.float64)          # numpy, sklearn rules
+        with self._fit_context() as ctx:                      # device_, dtype_, seeded torch
+            Xt = self._tensor(X)
+            with self._progress(self.max_iter, "EM") as prog:
+                for it in range(self.max_iter):
+                    ...
+                    prog.log(objective=lower_bound)           # history_ + progress bar
+        return self
+
+Subclasses declare ``device``, ``dtype``, ``random_state`` and ``verbose`` in their own
+``__init__`` signature (sklearn's ``get_params`` reads the signature).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+
+from probest._torch import (
+    as_tensor,
+    draw_seed,
+    move_to,
+    resolve_device,
+    resolve_dtype,
+    seeded,
+    to_numpy,
+)
+
+
+class ProbestEstimator(BaseEstimator):
+    """Root class: the ``to_pyro``/``to_arviz`` hooks and non-pickle persistence."""
+
+    def to_pyro(self, *args: Any, **kwargs: Any):
+        """The fitted model as a Pyro object (a distribution or a ``PyroModule``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no Pyro form yet; use its numpy/torch outputs "
+            "(predict, score_samples) inside your model instead."
+        )
+
+    def to_arviz(self, *args: Any, **kwargs: Any):
+        """Posterior draws as ArviZ InferenceData (``(chain, draw)`` leading dims)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} is a point estimate and has no posterior to convert "
+            "to ArviZ."
+        )
+
+    # -- persistence without pickle (used by `probest fit` and probest.save/load) --
+    def _get_fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Fitted state split into tensors (safetensors) and JSON metadata.
+
+        The default handles fitted attributes that are arrays, tensors, numbers, strings,
+        booleans and (nested) lists/dicts of those.  Estimators holding modules or
+        sub-estimators override this pair of methods.
+        """
+        from probest._io import split_state
+
+        fitted = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+        return split_state(fitted, owner=type(self).__name__)
+
+    def _set_fitted_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        from probest._io import join_state
+
+        for k, v in join_state(tensors, meta).items():
+            setattr(self, k, v)
+
+
+@dataclasses.dataclass
+class FitContext:
+    """What ``_fit_context`` hands the engine: the seed and generators derived from it."""
+
+    seed: int
+    generator: torch.Generator  # torch generator on the estimator's device
+    rng: np.random.Generator  # numpy generator for host-side randomness
+    device: torch.device
+    dtype: torch.dtype
+
+
+class Progress:
+    """A ``verbose``-aware progress bar that appends one dict per step to ``history_``.
+
+    ``log(**values)`` records ``{"iter", "time", **values}`` (tensors become floats: one
+    host sync per logged step; log every k steps in GPU loops).  ``verbose=1`` shows a tqdm
+    bar with the latest values, ``verbose=2`` also prints one line per step.
+    """
+
+    def __init__(self, history: list, total: int | None, desc: str, verbose: int):
+        self.history = history
+        self.verbose = int(verbose or 0)
+        self.n = 0
+        self._t0 = time.perf_counter()
+        self._bar = None
+        if self.verbose >= 1:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+    def log(self, step: int | None = None, **values: Any) -> dict[str, Any]:
+        self.n += 1
+        record: dict[str, Any] = {"iter": self.n if step is None else int(step)}
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                v = v.detach().cpu().item() if v.numel() == 1 else to_numpy(v)
+            elif isinstance(v, np.generic):
+                v = v.item()
+            record[k] = v
+        record["time"] = time.perf_counter() - self._t0
+        self.history.append(record)
+        if self._bar is not None:
+            shown = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in
+                     ("iter", "time")}
+            self._bar.set_postfix({k: f"{v:.5g}" for k, v in shown.items()}, refresh=False)
+            self._bar.update(1)
+            if self.verbose >= 2:
+                self._bar.write(
+                    f"[{record['iter']}] " + " ".join(f"{k}={v:.6g}" for k, v in shown.items())
+                )
+        return record
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class TorchEstimator(ProbestEstimator):
+    """Base for torch-backed estimators (device, dtype, seeding, progress, pickling).
+
+    Expected constructor parameters (declared by the subclass): ``device`` ("auto",
+    "cpu", "cuda", "cuda:N"), ``dtype`` ("float32"/"float64"), ``random_state`` and
+    ``verbose``.  Missing ones fall back to "cpu", "float64", None and 0.
+    """
+
+    # --- fit scaffolding -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _fit_context(self) -> Iterator[FitContext]:
+        """Resolve ``device_``/``dtype_``, seed torch inside ``fork_rng``, keep Pyro local.
+
+        Global torch/numpy/Python RNG states are the same after the block as before it,
+        and Pyro's global param store is not used (``module_local_params=True``).
+        """
+        self.device_ = resolve_device(getattr(self, "device", "cpu"))
+        self.dtype_ = resolve_dtype(getattr(self, "dtype", "float64"))
+        seed = draw_seed(getattr(self, "random_state", None))
+        with seeded(seed, self.device_) as gen, _pyro_local_params():
+            yield FitContext(
+                seed=seed,
+                generator=gen,
+                rng=np.random.default_rng(seed),
+                device=self.device_,
+                dtype=self.dtype_,
+            )
+
+    def _tensor(self, a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``a`` as a new tensor on ``device_`` with ``dtype_`` (or ``dtype``)."""
+        return as_tensor(a, device=self.device_, dtype=dtype or self.dtype_)
+
+    def _progress(self, total: int | None, desc: str | None = None) -> Progress:
+        """Start a fresh ``history_`` and return the progress logger feeding it."""
+        self.history_ = []
+        return Progress(self.history_, total, desc or type(self).__name__, getattr(self, "verbose", 0))
+
+    # --- device moves and pickling -------------------------------------------------
+    def to(self, device: str | torch.device) -> TorchEstimator:
+        """Move every fitted tensor/module to ``device`` (in place) and return self."""
+        dev = resolve_device(device)
+        for k, v in list(vars(self).items()):
+            if k.endswith("_") or k.startswith("_"):
+                setattr(self, k, move_to(v, dev))
+        if hasattr(self, "device_"):
+            self.device_ = dev
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Like skorch: a model fitted on a GPU pickles with CPU tensors, so it unpickles on
+        # any machine; call ``est.to("cuda")`` afterwards to move it back.
+        state = super().__getstate__()
+        state = {k: move_to(v, "cpu") for k, v in state.items()}
+        if "device_" in state:
+            state["device_"] = torch.device("cpu")
+        return state
+
+
+@contextlib.contextmanager
+def _pyro_local_params() -> Iterator[None]:
+    """``pyro.settings.context(module_local_params=True)``: PyroModules fitted here keep
+    their parameters on the module, so the global param store stays empty and two
+    estimators never share parameters."""
+    import pyro
+
+    with pyro.settings.context(module_local_params=True):
+        yield

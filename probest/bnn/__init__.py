@@ -1,0 +1,3 @@
+"""probest.bnn — planned family; no estimators yet (see the project's issues)."""
+
+__all__: list[str] = []

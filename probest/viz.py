@@ -1,0 +1,164 @@
+"""ArviZ conversion and plot helpers.
+
+:func:`to_inference_data` builds ArviZ data from draws with ``(chain, draw)`` leading
+dims on ArviZ 0.2x (``InferenceData``) and 1.x (``DataTree``, whose ``from_dict`` takes
+one dict of groups).  :func:`gaussian_inference_data` draws from a Gaussian (Laplace
+or sandwich) approximation of a parameter posterior.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def import_arviz():
+    """Import ArviZ without its import-time FutureWarning about the 1.x refactor."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+        warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
+        import arviz as az
+    return az
+
+
+def _as_chain_draw(value: Any, chains: int | None) -> np.ndarray:
+    arr = np.asarray(value)
+    if chains is None:  # caller says the leading axes already are (chain, draw)
+        if arr.ndim < 2:
+            raise ValueError(
+                "draws must have (chain, draw, ...) leading dims; pass chains=1 for a flat "
+                f"(draw, ...) array (got shape {arr.shape})."
+            )
+        return arr
+    if arr.ndim < 1 or arr.shape[0] % chains:
+        raise ValueError(f"cannot split {arr.shape[0] if arr.ndim else 0} draws into {chains} chains.")
+    return arr.reshape(chains, arr.shape[0] // chains, *arr.shape[1:])
+
+
+def to_inference_data(
+    posterior: Mapping[str, Any],
+    *,
+    chains: int | None = 1,
+    sample_stats: Mapping[str, Any] | None = None,
+    observed_data: Mapping[str, Any] | None = None,
+    coords: Mapping[str, Sequence] | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+):
+    """InferenceData (0.2x) / DataTree (1.x) from draws.
+
+    Parameters
+    ----------
+    posterior : dict name -> array
+        ``(draw, ...)`` arrays split into ``chains`` equal chains (default one chain, as for
+        SMC or Laplace draws), or ``(chain, draw, ...)`` arrays when ``chains=None``.
+    sample_stats, observed_data : dict, optional
+        Extra groups; ``sample_stats`` follows the same chain rule as ``posterior``.
+    coords, dims, attrs : passed to ArviZ.
+    """
+    az = import_arviz()
+    post = {k: _as_chain_draw(v, chains) for k, v in posterior.items()}
+    if not post:
+        raise ValueError("posterior must contain at least one variable.")
+    stats = {k: _as_chain_draw(v, chains) for k, v in (sample_stats or {}).items()}
+    groups: dict[str, Any] = {"posterior": post}
+    if stats:
+        groups["sample_stats"] = stats
+    if observed_data:
+        groups["observed_data"] = {k: np.asarray(v) for k, v in observed_data.items()}
+    kwargs: dict[str, Any] = {}
+    if coords:
+        kwargs["coords"] = {k: list(v) for k, v in coords.items()}
+    if dims:
+        kwargs["dims"] = {k: list(v) for k, v in dims.items()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if "posterior" in inspect.signature(az.from_dict).parameters:  # ArviZ < 1.0
+            idata = az.from_dict(**groups, **kwargs, attrs=dict(attrs or {}))
+        else:  # ArviZ >= 1.0: from_dict(data: dict[group, dict[var, array]], ...)
+            idata = az.from_dict(groups, **kwargs)
+            if attrs:
+                idata.attrs.update(dict(attrs))
+    return idata
+
+
+def gaussian_inference_data(
+    mean: np.ndarray,
+    cov: np.ndarray,
+    *,
+    names: Mapping[str, slice | int] | None = None,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    n_draws: int = 1000,
+    random_state: Any = None,
+    transforms: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+):
+    """Draws from ``N(mean, cov)`` split into named variables, as ArviZ data (one chain).
+
+    ``names`` maps a variable name to its slice of the flat parameter vector (default: one
+    variable ``"theta"``); ``shapes`` reshapes each variable's draws; ``transforms`` maps a
+    name to a function applied to its draws (e.g. ``np.exp`` for a log-scale parameter).
+    ``cov`` is symmetrised and factorised by eigh so a PSD-but-singular matrix still works.
+    """
+    mean = np.asarray(mean, dtype=np.float64).ravel()
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.shape != (mean.size, mean.size):
+        raise ValueError(f"cov has shape {cov.shape}, expected {(mean.size, mean.size)}.")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise ValueError("mean and cov must be finite to draw from a Gaussian approximation.")
+    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+    if vals.min() < -1e-8 * max(1.0, abs(vals).max()):
+        raise ValueError("cov is not positive semi-definite; the approximation is invalid here.")
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+    rng = np.random.default_rng(random_state) if not isinstance(
+        random_state, np.random.Generator) else random_state
+    draws = mean + rng.standard_normal((n_draws, mean.size)) @ root.T
+    names = dict(names or {"theta": slice(0, mean.size)})
+    posterior = {}
+    for name, sl in names.items():
+        d = draws[:, sl]
+        if shapes and name in shapes:
+            d = d.reshape(n_draws, *shapes[name])
+        if transforms and name in transforms:
+            d = transforms[name](d)
+        posterior[name] = d
+    return to_inference_data(posterior, chains=1, attrs=attrs)
+
+
+def savefig(fig, path) -> str:
+    """Save a matplotlib figure (creating parent folders) and close it; return the path."""
+    import pathlib
+
+    import matplotlib.pyplot as plt
+
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return str(path)
+
+
+def plot_posterior(idata, var_names: Sequence[str] | None = None, path=None, **kwargs):
+    """ArviZ posterior plot (works on 0.2x and 1.x); saved to ``path`` when given."""
+    az = import_arviz()
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if hasattr(az, "plot_posterior"):
+            axes = az.plot_posterior(idata, var_names=var_names, **kwargs)
+            fig = np.ravel(axes)[0].figure
+        else:  # ArviZ 1.x
+            pc = az.plot_dist(idata, var_names=var_names, **kwargs)
+            fig = getattr(pc, "viz", None)
+            fig = plt.gcf() if fig is None else plt.gcf()
+    if path is not None:
+        return savefig(fig, path)
+    return fig
