@@ -1,3 +1,27 @@
-"""probest.shift — planned family; no estimators yet (see the project's issues)."""
+"""probest.shift — covariate shift: MLE vs maximum weighted likelihood (MWLE).
 
-__all__: list[str] = []
+The weighted GLMs (:class:`WeightedLinearRegression`, :class:`WeightedLogisticRegression`)
+are the torch MLE models the covariate-shift estimators reweight.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "WeightedLinearRegression": "probest.shift._glm",
+    "WeightedLogisticRegression": "probest.shift._glm",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'probest.shift' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
