@@ -74,6 +74,9 @@ def _check_weights(sample_weight, X) -> np.ndarray:
 class _WeightedGLM(TorchEstimator):
     """Shared fit/Laplace/ArviZ logic; subclasses define the likelihood."""
 
+    #: True when ``_init_theta`` already returns the exact optimum (no Newton steps).
+    _closed_form = False
+
     def __init__(
         self,
         *,
@@ -133,9 +136,15 @@ class _WeightedGLM(TorchEstimator):
 
             theta = self._tensor(theta0) if theta0 is not None else self._init_theta(d)
             with self._progress(self.max_iter, type(self).__name__) as prog:
-                theta, H, n_iter, conv = _newton(
-                    objective, theta, max_iter=self.max_iter, tol=self.tol, progress=prog
-                )
+                if self._closed_form:
+                    # the start is the exact optimum: only the Hessian is needed
+                    H = torch.func.hessian(objective)(theta)
+                    H, n_iter, conv = 0.5 * (H + H.T), 1, True
+                    prog.log(objective=-float(objective(theta)))
+                else:
+                    theta, H, n_iter, conv = _newton(
+                        objective, theta, max_iter=self.max_iter, tol=self.tol, progress=prog
+                    )
         self.n_iter_ = n_iter
         self.converged_ = bool(conv)
         if not conv:
@@ -230,6 +239,12 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
     theta_, loglik_, n_iter_, converged_, history_.
     """
 
+    @property
+    def _closed_form(self) -> bool:
+        # with alpha = 0, weighted least squares + the MLE noise scale is the exact joint
+        # optimum; a ridge penalty couples coef and sigma, so Newton polishes from there.
+        return self.alpha == 0
+
     def _nll(self, eta, y, extra):
         log_sigma = extra[0]
         r = y - eta[:, 0]
@@ -250,7 +265,10 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
         Aw = A * w[:, None]
         beta = np.linalg.lstsq(A.T @ Aw + P, Aw.T @ y, rcond=None)[0]
         r = y - A @ beta
-        s2 = max(float(w @ r**2 / w.sum()), 1e-300)
+        # an exact interpolation has sigma_MLE = 0 (log-likelihood +inf); floor it at a
+        # tiny fraction of var(y) so the fit and its Laplace covariance stay finite.
+        floor = 1e-24 * max(float(np.var(y)), 1.0)
+        s2 = max(float(w @ r**2 / w.sum()), floor)
         return self._tensor(np.concatenate([beta, [0.5 * np.log(s2)]]))
 
     def fit(self, X, y, sample_weight=None):
@@ -259,7 +277,10 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         w = _check_weights(sample_weight, X)
         if np.count_nonzero(w) < 2:
-            raise ValueError("WeightedLinearRegression needs at least 2 samples with positive weight.")
+            raise ValueError(
+                "WeightedLinearRegression needs at least 2 samples with positive weight to estimate "
+                f"the noise scale; got n_samples={np.count_nonzero(w)}."
+            )
         self._ls_data = (X, y, w)
         try:
             self._fit_theta(X, lambda: self._tensor(y), w)
@@ -316,8 +337,8 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
-                f"WeightedLogisticRegression needs samples of at least 2 classes; got only "
-                f"class {self.classes_[0]!r}."
+                "WeightedLogisticRegression needs samples of at least 2 classes; got 1 class "
+                f"({self.classes_[0]!r})."
             )
         self._fit_theta(X, lambda: torch.tensor(y_idx, device=self.device_), w)
         return self
@@ -339,6 +360,7 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
         return np.exp(self.predict_log_proba(X))
 
     def predict(self, X):
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
 
     def to_pyro(self, X):
