@@ -1,3 +1,32 @@
-"""probest.mixture — planned family; no estimators yet (see the project's issues)."""
+"""probest.mixture — Gaussian mixtures by EM in torch, and FedGMM (federated EM).
 
-__all__: list[str] = []
+* :class:`GaussianMixture` — drop-in for scikit-learn's, on CPU/CUDA, float32/float64,
+  with streamed sufficient statistics (``batch_size``) and ``to_pyro()``.
+* :class:`FederatedGaussianMixture` — federated EM with shared components and per-client
+  weights; engines "local", "torch.distributed" and "flower".
+* :class:`FedGMMClassifier` — the FedGMM joint model (GMM on x, per-client weight table,
+  conditional experts) for personalised classification and novelty detection.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "GaussianMixture": "_gmm",
+    "FederatedGaussianMixture": "_federated",
+    "FedGMMClassifier": "_fedgmm",
+}
+
+__all__ = ["FedGMMClassifier", "FederatedGaussianMixture", "GaussianMixture"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"probest.mixture.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'probest.mixture' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

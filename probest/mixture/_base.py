@@ -1,0 +1,165 @@
+"""Prediction-side code shared by the mixture estimators (scores, sampling, Pyro form)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from probest._torch import draw_seed, numpy_dtype, seeded
+from probest.mixture._stats import (
+    GaussParams,
+    covariances_from_precisions_cholesky,
+    log_gaussian_prob,
+    precisions_cholesky,
+)
+
+
+def params_to_numpy(est, params: GaussParams, weights: torch.Tensor | None) -> None:
+    """Write fitted parameters as numpy attributes (scikit-learn names)."""
+    from probest.mixture._stats import precisions
+
+    npd = numpy_dtype(params.means.dtype)
+    if weights is not None:
+        est.weights_ = weights.detach().cpu().numpy().astype(npd)
+    est.means_ = params.means.detach().cpu().numpy().astype(npd)
+    est.covariances_ = params.covariances.detach().cpu().numpy().astype(npd)
+    est.precisions_cholesky_ = params.precisions_cholesky.detach().cpu().numpy().astype(npd)
+    est.precisions_ = (
+        precisions(params.precisions_cholesky, params.covariance_type).cpu().numpy().astype(npd)
+    )
+
+
+def params_from_numpy(est) -> GaussParams:
+    """The fitted Gaussian components as tensors on ``device_``/``dtype_``."""
+    dev, dt = est.device_, est.dtype_
+    return GaussParams(
+        torch.tensor(np.asarray(est.means_), device=dev, dtype=dt),
+        torch.tensor(np.asarray(est.covariances_), device=dev, dtype=dt),
+        torch.tensor(np.asarray(est.precisions_cholesky_), device=dev, dtype=dt),
+        est.covariance_type,
+    )
+
+
+def user_params(est, n_features: int, device, dtype) -> dict:
+    """Validate and convert ``weights_init``/``means_init``/``precisions_init``."""
+    K, d, ct = est.n_components, n_features, est.covariance_type
+    out = {}
+    if est.weights_init is not None:
+        w = np.asarray(est.weights_init, dtype=float)
+        if w.shape != (K,):
+            raise ValueError(f"weights_init must have shape ({K},), got {w.shape}.")
+        if (w < 0).any() or (w > 1).any() or not np.isclose(w.sum(), 1.0):
+            raise ValueError("weights_init must be non-negative, at most 1 and sum to 1.")
+        out["weights"] = torch.tensor(w, device=device, dtype=dtype)
+    if est.means_init is not None:
+        m = np.asarray(est.means_init, dtype=float)
+        if m.shape != (K, d):
+            raise ValueError(f"means_init must have shape ({K}, {d}), got {m.shape}.")
+        out["means"] = torch.tensor(m, device=device, dtype=dtype)
+    if est.precisions_init is not None:
+        shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[ct]
+        p = np.asarray(est.precisions_init, dtype=float)
+        if p.shape != shape:
+            raise ValueError(
+                f"precisions_init must have shape {shape} for covariance_type={ct!r}, "
+                f"got {p.shape}."
+            )
+        P = torch.tensor(p, device=device, dtype=dtype)
+        if ct in ("full", "tied"):
+            P = 0.5 * (P + P.mT)
+            chol, info = torch.linalg.cholesky_ex(P)
+            if bool((info != 0).any()):
+                raise ValueError("precisions_init must be symmetric positive definite.")
+            # sklearn: precisions_cholesky = cholesky(P, lower); upper factor U with U U^T = P
+            out["precisions_cholesky"] = chol
+        else:
+            if bool((P <= 0).any()):
+                raise ValueError("precisions_init must be strictly positive.")
+            out["precisions_cholesky"] = P.sqrt()
+    return out
+
+
+def apply_user_params(params: GaussParams, weights: torch.Tensor, given: dict):
+    """Override initial parameters with the user's (scikit-learn's precedence)."""
+    weights = given.get("weights", weights)
+    means = given.get("means", params.means)
+    if "precisions_cholesky" in given:
+        pc = given["precisions_cholesky"]
+        cov = covariances_from_precisions_cholesky(pc, params.covariance_type)
+    else:
+        pc, cov = params.precisions_cholesky, params.covariances
+    return GaussParams(means, cov, pc, params.covariance_type), weights
+
+
+def _chunks(X: torch.Tensor, rows: int):
+    for s in range(0, X.shape[0], rows):
+        yield X[s : s + rows]
+
+
+def weighted_log_prob(est, X: np.ndarray, log_weights: torch.Tensor) -> torch.Tensor:
+    """``log pi_k + log N(x; mu_k, Sigma_k)`` as an (n, K) tensor, chunked."""
+    params = params_from_numpy(est)
+    Xt = torch.tensor(np.asarray(X), device=est.device_, dtype=est.dtype_)
+    K, d = params.means.shape
+    rows = max(256, 2**20 // (K * d))
+    parts = [log_gaussian_prob(c, params) + log_weights for c in _chunks(Xt, rows)]
+    if not parts:
+        return Xt.new_zeros((0, K))
+    return torch.cat(parts)
+
+
+def sample_mixture(est, n_samples: int, weights: np.ndarray):
+    """Draw ``(X, y)`` from the fitted mixture, grouped by component (as scikit-learn)."""
+    if n_samples < 1:
+        raise ValueError(
+            f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least "
+            "one sample."
+        )
+    params = params_from_numpy(est)
+    K, d = params.means.shape
+    seed = draw_seed(est.random_state)
+    rng = np.random.default_rng(seed)
+    w = np.asarray(weights, dtype=float)
+    counts = rng.multinomial(n_samples, w / w.sum())
+    ct = est.covariance_type
+    with seeded(seed, est.device_) as gen:
+        xs = []
+        for k in range(K):
+            if counts[k] == 0:
+                continue
+            z = torch.randn(int(counts[k]), d, generator=gen, device=est.device_, dtype=est.dtype_)
+            if ct in ("full", "tied"):
+                cov = params.covariances[k] if ct == "full" else params.covariances
+                L = torch.linalg.cholesky(cov)
+                x = params.means[k] + z @ L.T
+            elif ct == "diag":
+                x = params.means[k] + z * params.covariances[k].sqrt()
+            else:
+                x = params.means[k] + z * params.covariances[k].sqrt()
+            xs.append(x)
+    X = torch.cat(xs).cpu().numpy()
+    y = np.concatenate([np.full(c, k, dtype=int) for k, c in enumerate(counts)])
+    return X, y
+
+
+def pyro_mixture(params: GaussParams, weights: torch.Tensor):
+    """``MixtureSameFamily(Categorical, MultivariateNormal)`` with event shape ``(d,)``."""
+    import pyro.distributions as dist
+
+    K, d = params.means.shape
+    ct = params.covariance_type
+    if ct == "full":
+        comp = dist.MultivariateNormal(params.means, scale_tril=torch.linalg.cholesky(
+            params.covariances))
+    elif ct == "tied":
+        L = torch.linalg.cholesky(params.covariances).expand(K, d, d)
+        comp = dist.MultivariateNormal(params.means, scale_tril=L)
+    elif ct == "diag":
+        comp = dist.Normal(params.means, params.covariances.sqrt()).to_event(1)
+    else:
+        scale = params.covariances.sqrt().unsqueeze(1).expand(K, d)
+        comp = dist.Normal(params.means, scale).to_event(1)
+    return dist.MixtureSameFamily(dist.Categorical(probs=weights), comp)
+
+
+__all__ = ["precisions_cholesky"]

@@ -1,0 +1,214 @@
+"""The one EM driver behind GaussianMixture and FederatedGaussianMixture.
+
+A *client* is a :class:`ChunkedData` (its rows, streamed in chunks).  Pooled EM is EM with
+one client; federated EM sums the clients' statistics (``aggregate`` adds the cross-process
+all-reduce for torch.distributed).  Personalised EM keeps one weight vector per client.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from probest.mixture._stats import GaussParams, SuffStats, e_step_stats, m_step, stats_from_resp
+
+#: rows of (n, K*d) work per chunk: small enough to stay in cache on CPU.
+_CPU_CHUNK_ELEMS = 2**19
+_GPU_CHUNK_ELEMS = 2**26
+
+
+class ChunkedData:
+    """One client's data, iterated as ``(X_chunk, w_chunk | None)`` tensors on ``device``.
+
+    Without ``batch_size`` the array is copied to the device once and cut into cache-sized
+    chunks; with ``batch_size`` it stays on the host (a numpy array or memmap) and each
+    chunk is copied when it is used, so device memory holds one chunk at a time.
+    """
+
+    def __init__(self, X: np.ndarray, sample_weight=None, *, device, dtype, batch_size=None,
+                 width: int = 1):
+        self.host = X
+        self.n_samples, self.n_features = X.shape
+        self.device, self.dtype = device, dtype
+        self.streamed = batch_size is not None
+        per_row = max(int(width), 1)
+        budget = _GPU_CHUNK_ELEMS if torch.device(device).type == "cuda" else _CPU_CHUNK_ELEMS
+        auto = max(256, budget // per_row)
+        self.chunk = int(min(batch_size, auto) if self.streamed else auto)
+        self._w_host = None if sample_weight is None else np.asarray(sample_weight, float)
+        if self.streamed:
+            self._X = None
+            self._w = None
+        else:
+            self._X = torch.tensor(np.asarray(X), device=device, dtype=dtype)
+            self._w = (None if sample_weight is None else
+                       torch.tensor(self._w_host, device=device, dtype=dtype))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        for s in range(0, self.n_samples, self.chunk):
+            e = min(s + self.chunk, self.n_samples)
+            if self.streamed:
+                X = torch.tensor(np.asarray(self.host[s:e]), device=self.device, dtype=self.dtype)
+                w = (None if self._w_host is None else
+                     torch.tensor(self._w_host[s:e], device=self.device, dtype=self.dtype))
+            else:
+                X = self._X[s:e]
+                w = None if self._w is None else self._w[s:e]
+            yield X, w
+
+    def sample_rows(self, max_rows: int | None, rng: np.random.Generator) -> np.ndarray:
+        """Host rows for initialisation (all of them, or a uniform subsample)."""
+        if max_rows is None or self.n_samples <= max_rows:
+            return np.asarray(self.host)
+        idx = np.sort(rng.choice(self.n_samples, size=max_rows, replace=False))
+        return np.asarray(self.host[idx])
+
+
+# ----------------------------------------------------------------------------- init
+def _kmeans_centers(X, K, method, seed, sample_weight=None) -> np.ndarray:
+    from sklearn.cluster import KMeans, kmeans_plusplus
+
+    seed = int(seed) % (2**32 - 1)
+
+    if method == "kmeans":
+        km = KMeans(n_clusters=K, n_init=1, random_state=seed)
+        return km.fit(X, sample_weight=sample_weight).cluster_centers_
+    if method == "k-means++":
+        return kmeans_plusplus(X, K, random_state=seed, sample_weight=sample_weight)[0]
+    # random_from_data: K distinct rows (weighted by mass for summaries)
+    rng = np.random.default_rng(seed)
+    p = None if sample_weight is None else sample_weight / sample_weight.sum()
+    return X[rng.choice(X.shape[0], size=K, replace=False, p=p)]
+
+
+def server_centers(
+    client_rows: Sequence[np.ndarray], K: int, method: str, seed: int
+) -> np.ndarray:
+    """Initial centres computed once by the server and broadcast (no label switching).
+
+    One client: the method runs on its rows directly (as scikit-learn).  Several clients:
+    each sends a summary — the centres and sizes of a local k-means with ``min(K, n_c)``
+    clusters — and the server runs the method on the mass-weighted summaries.
+    """
+    if len(client_rows) == 1:
+        return _kmeans_centers(client_rows[0], K, method, seed)
+    cents, counts = [], []
+    for c, X in enumerate(client_rows):
+        from sklearn.cluster import KMeans
+
+        k = min(K, X.shape[0])
+        km = KMeans(n_clusters=k, n_init=1, random_state=(seed + c) % (2**32 - 1)).fit(X)
+        cents.append(km.cluster_centers_)
+        counts.append(np.bincount(km.labels_, minlength=k).astype(float))
+    C, w = np.concatenate(cents), np.concatenate(counts)
+    keep = w > 0
+    C, w = C[keep], w[keep]
+    if C.shape[0] < K:
+        raise ValueError(
+            f"n_components={K} exceeds the {C.shape[0]} distinct client summaries; "
+            "use fewer components."
+        )
+    return _kmeans_centers(C, K, method, seed, sample_weight=w)
+
+
+def hard_stats(data: ChunkedData, centers: torch.Tensor, ref, cov_type) -> SuffStats:
+    """Statistics of a nearest-centre (one-hot) assignment."""
+    total = None
+    K = centers.shape[0]
+    for X, w in data:
+        lab = torch.cdist(X, centers).argmin(1)
+        resp = torch.nn.functional.one_hot(lab, K).to(X.dtype)
+        st = stats_from_resp(X, resp, ref, cov_type, w)
+        total = st if total is None else total + st
+    return total
+
+
+def random_stats(data: ChunkedData, K: int, ref, cov_type, gen: torch.Generator) -> SuffStats:
+    """Statistics of uniform random responsibilities (scikit-learn's ``init_params='random'``)."""
+    total = None
+    for X, w in data:
+        r = torch.rand(X.shape[0], K, generator=gen, device=X.device, dtype=X.dtype)
+        st = stats_from_resp(X, r / r.sum(1, keepdim=True), ref, cov_type, w)
+        total = st if total is None else total + st
+    return total
+
+
+# ----------------------------------------------------------------------------- driver
+def log_weights_from(nk: torch.Tensor) -> torch.Tensor:
+    nk = nk + 10 * torch.finfo(nk.dtype).eps
+    return torch.log(nk / nk.sum())
+
+
+def run_em(
+    clients: Sequence[ChunkedData],
+    params: GaussParams,
+    log_weights: list[torch.Tensor],
+    ref: torch.Tensor,
+    *,
+    reg_covar: float,
+    max_iter: int,
+    tol: float,
+    personalize: bool,
+    aggregate: Callable[[SuffStats], SuffStats] = lambda s: s,
+    progress=None,
+    log_extra: Callable[[int], dict] | None = None,
+) -> dict:
+    """EM iterations from ``params``; returns the final state and bookkeeping.
+
+    ``log_weights`` holds one ``(K,)`` tensor per client (the same tensor for all when
+    ``personalize`` is False).  The lower bound is the mean log-likelihood of the parameters
+    *before* the last M-step, as scikit-learn reports it.
+    """
+    cov_type = params.covariance_type
+    lower_bound, converged, n_iter = -math.inf, False, 0
+    bounds = []
+    warned = False
+    weights = torch.exp(log_weights[0])
+    for n_iter in range(1, max_iter + 1):
+        prev = lower_bound
+        local = [e_step_stats(cl, lw, params, ref) for cl, lw in zip(clients, log_weights,
+                                                                    strict=True)]
+        total = aggregate(sum(local))
+        weights, params, empty = m_step(total, ref, cov_type, reg_covar, previous=params)
+        if bool(empty.any()) and not warned:
+            warnings.warn(
+                f"Components {torch.nonzero(empty).flatten().tolist()} received no "
+                "responsibility mass; they keep their previous mean/covariance with weight "
+                "~0. Use fewer components or a different initialisation.",
+                UserWarning, stacklevel=3,
+            )
+            warned = True
+        if personalize:
+            log_weights = [log_weights_from(s.nk) for s in local]
+        else:
+            lw = torch.log(weights)
+            log_weights = [lw] * len(clients)
+        lower_bound = float(total.loglik / total.n)
+        bounds.append(lower_bound)
+        if progress is not None:
+            extra = log_extra(n_iter) if log_extra is not None else {}
+            progress.log(objective=lower_bound, **extra)
+        if abs(lower_bound - prev) < tol:
+            converged = True
+            break
+    return {
+        "params": params,
+        "weights": weights,
+        "log_weights": log_weights,
+        "lower_bound": lower_bound,
+        "lower_bounds": bounds,
+        "n_iter": n_iter,
+        "converged": converged,
+    }
+
+
+def check_finite_params(params: GaussParams) -> None:
+    if not bool(torch.isfinite(params.means).all()):
+        raise ValueError(
+            "EM produced non-finite means; the data may contain extreme values. "
+            "Standardise the features or increase reg_covar."
+        )

@@ -1,0 +1,264 @@
+"""GaussianMixture: a torch drop-in for :class:`sklearn.mixture.GaussianMixture`."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from probest.base import TorchEstimator
+from probest.mixture import _base
+from probest.mixture._em import (
+    ChunkedData,
+    hard_stats,
+    random_stats,
+    run_em,
+    server_centers,
+)
+from probest.mixture._stats import COVARIANCE_TYPES, GaussParams, m_step, n_parameters
+
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def _data_mean(clients) -> torch.Tensor:
+    """Sample mean over all clients' chunks (the shared centring point ``ref``)."""
+    tot, n = None, 0.0
+    for cl in clients:
+        for X, w in cl:
+            s = X.sum(0) if w is None else (X * w.unsqueeze(1)).sum(0)
+            tot = s if tot is None else tot + s
+            n += float(X.shape[0]) if w is None else float(w.sum())
+    return tot / n
+
+
+def initial_params(clients, K, cov_type, reg_covar, method, seed, gen, init_rows=None):
+    """Server-side initialisation from all clients (one round of statistics).
+
+    Returns ``(params, weights, ref)``; the same code serves pooled (one client) and
+    federated fits, so "federated EM with one client" is pooled EM.
+    """
+    ref = _data_mean(clients)
+    if method == "random":
+        stats = sum(random_stats(cl, K, ref, cov_type, gen) for cl in clients)
+    else:
+        rng = np.random.default_rng(seed)
+        rows = [cl.sample_rows(init_rows, rng) for cl in clients]
+        centers = server_centers(rows, K, method, seed)
+        c = torch.tensor(centers, device=ref.device, dtype=ref.dtype)
+        stats = sum(hard_stats(cl, c, ref, cov_type) for cl in clients)
+    weights, params, _ = m_step(stats, ref, cov_type, reg_covar)
+    return params, weights, ref
+
+
+class GaussianMixture(DensityMixin, TorchEstimator):
+    """Gaussian mixture fitted by EM in torch; a drop-in for scikit-learn's.
+
+    Same parameters, attributes and methods as :class:`sklearn.mixture.GaussianMixture`,
+    plus ``device`` ("auto" picks CUDA), ``dtype`` ("float64" default, "float32" for speed
+    on GPUs) and ``batch_size``: with it the data stay on the host and sufficient
+    statistics are accumulated over chunks of ``batch_size`` rows, so the device holds one
+    chunk at a time (k-means initialisation then uses a subsample of at most
+    ``max(batch_size, 10_000)`` rows).
+
+    The E-step produces additive sufficient statistics and the M-step reads their sum
+    (:mod:`probest.mixture._stats`); :class:`FederatedGaussianMixture` runs the very same
+    code with one statistic per client.  ``init_params="k-means++"`` and
+    ``"random_from_data"`` start from a nearest-centre assignment to the chosen centres
+    (scikit-learn starts from the single chosen points).  Components whose responsibility
+    mass vanishes keep their previous mean/covariance and a ~0 weight, with a warning.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        Fitted parameters (scikit-learn shapes and conventions).
+    converged_, n_iter_, lower_bound_, lower_bounds_ :
+        EM bookkeeping of the best initialisation; ``lower_bound_`` is the mean
+        log-likelihood per sample.
+    history_ : list of dict
+        One record per EM iteration over all initialisations (``objective``, ``init``, ``time``).
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions(set(INIT_PARAMS))],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device, None],
+        "dtype": [str, torch.dtype, type, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        device="auto",
+        dtype="float64",
+        batch_size=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Estimate the parameters with EM (best of ``n_init`` starts)."""
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        n, d = X.shape
+        if n < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {n}; reduce n_components or add data."
+            )
+        K, ct = self.n_components, self.covariance_type
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        n_init = 1 if warm else self.n_init
+        width = K * d if ct == "full" else K
+        with self._fit_context() as ctx:
+            given = _base.user_params(self, d, self.device_, self.dtype_)
+            data = ChunkedData(X, device=self.device_, dtype=self.dtype_,
+                               batch_size=self.batch_size, width=width)
+            init_rows = None if self.batch_size is None else max(self.batch_size, 10_000)
+            best = None
+            with self._progress(n_init * max(self.max_iter, 1), "EM") as prog:
+                for init in range(n_init):
+                    if warm:
+                        params = _base.params_from_numpy(self)
+                        weights = torch.tensor(self.weights_, device=self.device_,
+                                               dtype=self.dtype_)
+                        ref = _data_mean([data])
+                    else:
+                        params, weights, ref = initial_params(
+                            [data], K, ct, self.reg_covar, self.init_params,
+                            ctx.seed + init, ctx.generator, init_rows)
+                        params, weights = _base.apply_user_params(params, weights, given)
+                    res = run_em(
+                        [data], params, [torch.log(weights)], ref,
+                        reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
+                        personalize=False, progress=prog,
+                        log_extra=lambda _it, init=init: {"init": init},
+                    )
+                    if best is None or res["lower_bound"] > best["lower_bound"]:
+                        best = res
+                        if self.max_iter == 0:
+                            best["weights"] = weights
+            _base.params_to_numpy(self, best["params"], best["weights"])
+        self.converged_ = bool(best["converged"])
+        self.n_iter_ = int(best["n_iter"])
+        self.lower_bound_ = float(best["lower_bound"])
+        self.lower_bounds_ = list(best["lower_bounds"])
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning, stacklevel=2,
+            )
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return the most likely component of each sample."""
+        return self.fit(X).predict(X)
+
+    # --------------------------------------------------------------- prediction
+    def _weighted_log_prob(self, X) -> torch.Tensor:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        lw = torch.log(torch.tensor(self.weights_, device=self.device_, dtype=self.dtype_))
+        return _base.weighted_log_prob(self, X, lw)
+
+    def score_samples(self, X):
+        """Log density ``log p(x)`` of each sample."""
+        return torch.logsumexp(self._weighted_log_prob(X), 1).cpu().numpy()
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample."""
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X):
+        """Posterior responsibilities ``p(component | x)``."""
+        wlp = self._weighted_log_prob(X)
+        return torch.exp(wlp - torch.logsumexp(wlp, 1, keepdim=True)).cpu().numpy()
+
+    def predict(self, X):
+        """Most likely component of each sample."""
+        return self._weighted_log_prob(X).argmax(1).cpu().numpy()
+
+    def sample(self, n_samples=1):
+        """Draw ``(X, y)``: samples and their components, grouped by component."""
+        check_is_fitted(self)
+        return _base.sample_mixture(self, int(n_samples), self.weights_)
+
+    def _n_parameters(self) -> int:
+        return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X):
+        """Bayesian information criterion (lower is better)."""
+        X = np.asarray(X)
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion (lower is better)."""
+        X = np.asarray(X)
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    # ------------------------------------------------------------------- pyro
+    def to_pyro(self):
+        """The fitted mixture as ``pyro.distributions.MixtureSameFamily``.
+
+        ``event_shape == (n_features,)``; usable as ``pyro.sample("x", gmm.to_pyro(),
+        obs=x)`` inside a ``pyro.plate``.  The parameters are constant tensors (frozen);
+        to learn them further, start ``pyro.param`` sites from ``means_``/``covariances_``.
+        """
+        check_is_fitted(self)
+        params = _base.params_from_numpy(self)
+        w = torch.tensor(self.weights_, device=self.device_, dtype=self.dtype_)
+        return _base.pyro_mixture(params, w)
+
+    def _gauss_params(self) -> GaussParams:
+        check_is_fitted(self)
+        return _base.params_from_numpy(self)
