@@ -152,6 +152,8 @@ def plot_posterior(idata, var_names: Sequence[str] | None = None, path=None, **k
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
+        # ArviZ 0.23's plotting calls a matplotlib helper deprecated in 3.11: not ours to fix
+        warnings.filterwarnings("ignore", message=".*alias_mapping.*")
         if hasattr(az, "plot_posterior"):
             axes = az.plot_posterior(idata, var_names=var_names, **kwargs)
             fig = np.ravel(axes)[0].figure

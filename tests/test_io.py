@@ -1,0 +1,54 @@
+"""Saving without pickle: safetensors + JSON."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import probest
+from probest._io import join_state, split_state
+
+
+def test_split_join_round_trip():
+    state = {
+        "a_": np.arange(3.0), "t_": torch.ones(2, dtype=torch.float32), "s_": 1.5, "n_": None,
+        "l_": [np.zeros(2), 3, "x"], "d_": {"k": np.ones(1), "inf": float("inf")},
+        "classes_": np.array(["a", "b"], dtype=object), "dev_": torch.device("cpu"),
+        "dt_": torch.float64, "i_": np.int64(4),
+    }
+    tensors, meta = split_state(state)
+    json.dumps(meta)  # metadata is plain JSON
+    back = join_state(tensors, meta)
+    np.testing.assert_array_equal(back["a_"], state["a_"])
+    assert torch.equal(back["t_"], state["t_"]) and back["s_"] == 1.5 and back["n_"] is None
+    assert back["l_"][1:] == [3, "x"] and back["d_"]["inf"] == float("inf")
+    assert list(back["classes_"]) == ["a", "b"] and back["dev_"] == torch.device("cpu")
+    assert back["dt_"] is torch.float64 and back["i_"] == 4
+
+
+def test_unsavable_attribute_is_a_clear_error():
+    with pytest.raises(TypeError, match="without pickle"):
+        split_state({"model_": object()}, owner="Thing")
+
+
+def test_save_load_glm(tmp_path):
+    from sklearn.datasets import make_classification
+
+    from probest.shift import WeightedLogisticRegression
+
+    X, y = make_classification(50, 3, n_informative=2, n_redundant=0, random_state=0)
+    est = WeightedLogisticRegression(alpha=0.5).fit(X, y)
+    probest.save(est, tmp_path / "m")
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == ["model.json", "model.safetensors"]
+    back = probest.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    assert back.get_params() == est.get_params()
+
+
+def test_load_refuses_foreign_classes(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.json").write_text(json.dumps({"class": "os.system", "params": {}, "fitted": {}}))
+    with pytest.raises(ValueError, match="not a probest estimator"):
+        probest.load(tmp_path / "m")
