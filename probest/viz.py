@@ -86,6 +86,16 @@ def to_inference_data(
     return idata
 
 
+def to_arviz(obj: Any, **kwargs: Any):
+    """ArviZ data from a fitted probest estimator (``obj.to_arviz(**kwargs)``) or from a dict
+    of draws (:func:`to_inference_data`)."""
+    if isinstance(obj, Mapping):
+        return to_inference_data(obj, **kwargs)
+    if hasattr(obj, "to_arviz"):
+        return obj.to_arviz(**kwargs)
+    raise TypeError(f"cannot convert {type(obj).__name__} to ArviZ: pass an estimator or a dict of draws.")
+
+
 def gaussian_inference_data(
     mean: np.ndarray,
     cov: np.ndarray,

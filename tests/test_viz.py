@@ -69,3 +69,10 @@ def test_arviz_1x_from_dict_signature_is_used(monkeypatch):
     out = viz.to_inference_data({"x": np.zeros(4)}, attrs={"k": 1})
     assert set(calls["data"]) == {"posterior"} and calls["data"]["posterior"]["x"].shape == (1, 4)
     assert out.attrs == {"k": 1}
+
+
+def test_to_arviz_dispatch():
+    idata = viz.to_arviz({"a": np.zeros(6)}, chains=3)
+    assert idata.posterior["a"].shape == (3, 2)
+    with pytest.raises(TypeError, match="cannot convert"):
+        viz.to_arviz(3)
