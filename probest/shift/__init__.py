@@ -12,6 +12,9 @@ from typing import Any
 _LAZY = {
     "WeightedLinearRegression": "probest.shift._glm",
     "WeightedLogisticRegression": "probest.shift._glm",
+    "DensityRatioEstimator": "probest.shift._ratio",
+    "effective_sample_size": "probest.shift._ratio",
+    "process_log_weights": "probest.shift._ratio",
 }
 
 __all__ = sorted(_LAZY)
