@@ -72,7 +72,7 @@ def test_arviz_1x_from_dict_signature_is_used(monkeypatch):
 
 
 def test_to_arviz_dispatch():
-    idata = viz.to_arviz({"a": np.zeros(6)}, chains=3)
-    assert idata.posterior["a"].shape == (3, 2)
+    idata = viz.to_arviz({"a": np.zeros(12)}, chains=3)
+    assert idata.posterior["a"].shape == (3, 4)
     with pytest.raises(TypeError, match="cannot convert"):
         viz.to_arviz(3)
