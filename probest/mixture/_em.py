@@ -85,6 +85,32 @@ def _kmeans_centers(X, K, method, seed, sample_weight=None) -> np.ndarray:
     return X[rng.choice(X.shape[0], size=K, replace=False, p=p)]
 
 
+def client_summary(X: np.ndarray, K: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """What a client sends for initialisation: centres and sizes of a local k-means."""
+    from sklearn.cluster import KMeans
+
+    k = min(K, X.shape[0])
+    with warnings.catch_warnings():
+        # a client with fewer distinct points than K is fine: empty clusters are dropped
+        warnings.filterwarnings("ignore", message="Number of distinct clusters")
+        km = KMeans(n_clusters=k, n_init=1, random_state=int(seed) % (2**32 - 1)).fit(X)
+    counts = np.bincount(km.labels_, minlength=k).astype(float)
+    keep = counts > 0
+    return km.cluster_centers_[keep], counts[keep]
+
+
+def centers_from_summaries(summaries, K: int, method: str, seed: int) -> np.ndarray:
+    """Server side: run the initialisation method on the mass-weighted client summaries."""
+    C = np.concatenate([s[0] for s in summaries])
+    w = np.concatenate([s[1] for s in summaries])
+    if C.shape[0] < K:
+        raise ValueError(
+            f"n_components={K} exceeds the {C.shape[0]} distinct client summaries; "
+            "use fewer components."
+        )
+    return _kmeans_centers(C, K, method, seed, sample_weight=w)
+
+
 def server_centers(
     client_rows: Sequence[np.ndarray], K: int, method: str, seed: int
 ) -> np.ndarray:
@@ -96,23 +122,8 @@ def server_centers(
     """
     if len(client_rows) == 1:
         return _kmeans_centers(client_rows[0], K, method, seed)
-    cents, counts = [], []
-    for c, X in enumerate(client_rows):
-        from sklearn.cluster import KMeans
-
-        k = min(K, X.shape[0])
-        km = KMeans(n_clusters=k, n_init=1, random_state=(seed + c) % (2**32 - 1)).fit(X)
-        cents.append(km.cluster_centers_)
-        counts.append(np.bincount(km.labels_, minlength=k).astype(float))
-    C, w = np.concatenate(cents), np.concatenate(counts)
-    keep = w > 0
-    C, w = C[keep], w[keep]
-    if C.shape[0] < K:
-        raise ValueError(
-            f"n_components={K} exceeds the {C.shape[0]} distinct client summaries; "
-            "use fewer components."
-        )
-    return _kmeans_centers(C, K, method, seed, sample_weight=w)
+    summaries = [client_summary(X, K, seed + c) for c, X in enumerate(client_rows)]
+    return centers_from_summaries(summaries, K, method, seed)
 
 
 def hard_stats(data: ChunkedData, centers: torch.Tensor, ref, cov_type) -> SuffStats:
@@ -135,6 +146,72 @@ def random_stats(data: ChunkedData, K: int, ref, cov_type, gen: torch.Generator)
         st = stats_from_resp(X, r / r.sum(1, keepdim=True), ref, cov_type, w)
         total = st if total is None else total + st
     return total
+
+
+class LocalEngine:
+    """In-process aggregation: every client lives in this process."""
+
+    rank, world_size = 0, 1
+
+    def allreduce(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def allreduce_stats(self, s: SuffStats) -> SuffStats:
+        return s
+
+    def gather(self, obj) -> list:
+        return [obj]
+
+    def broadcast(self, obj):
+        return obj
+
+
+def _data_sum(clients, like: torch.Tensor | None = None):
+    tot, n = None, 0.0
+    for cl in clients:
+        for X, w in cl:
+            s = X.sum(0) if w is None else (X * w.unsqueeze(1)).sum(0)
+            tot = s if tot is None else tot + s
+            n += float(X.shape[0]) if w is None else float(w.sum())
+    return tot, n
+
+
+def initial_params(clients, K, cov_type, reg_covar, method, seed, gen, init_rows=None,
+                   engine=None):
+    """Server-side initialisation from all clients; the server broadcasts the result.
+
+    Round 1: clients send their data sums (the shared centring point ``ref`` is the global
+    mean) and, for k-means style methods, a local k-means summary; the server picks the
+    centres.  Round 2: clients send the statistics of the nearest-centre assignment (or of
+    random responsibilities) and the server's M-step gives the initial parameters.  One
+    client in total is scikit-learn's initialisation on the raw rows.
+
+    Returns ``(params, weights, ref, local_stats)``.
+    """
+    engine = engine or LocalEngine()
+    tot, n = _data_sum(clients)
+    vec = engine.allreduce(torch.cat([tot, tot.new_tensor([n])]))
+    ref = vec[:-1] / vec[-1]
+    if method == "random":
+        local = [random_stats(cl, K, ref, cov_type, gen) for cl in clients]
+    else:
+        rng = np.random.default_rng(seed)
+        rows = [cl.sample_rows(init_rows, rng) for cl in clients]
+        n_total = sum(engine.gather(len(clients)))
+        if n_total == 1:
+            centers = _kmeans_centers(rows[0], K, method, seed)
+        else:
+            offset = sum(engine.gather(len(clients))[: engine.rank])
+            mine = [client_summary(X, K, seed + offset + c) for c, X in enumerate(rows)]
+            allsum = [s for part in engine.gather(mine) for s in part]
+            centers = (centers_from_summaries(allsum, K, method, seed)
+                       if engine.rank == 0 else None)
+            centers = engine.broadcast(centers)
+        c = torch.tensor(np.asarray(centers), device=ref.device, dtype=ref.dtype)
+        local = [hard_stats(cl, c, ref, cov_type) for cl in clients]
+    stats = engine.allreduce_stats(sum(local))
+    weights, params, _ = m_step(stats, ref, cov_type, reg_covar)
+    return params, weights, ref, local
 
 
 # ----------------------------------------------------------------------------- driver

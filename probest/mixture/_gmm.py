@@ -15,46 +15,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.base import TorchEstimator
 from probest.mixture import _base
-from probest.mixture._em import (
-    ChunkedData,
-    hard_stats,
-    random_stats,
-    run_em,
-    server_centers,
-)
-from probest.mixture._stats import COVARIANCE_TYPES, GaussParams, m_step, n_parameters
+from probest.mixture._em import ChunkedData, _data_sum, initial_params, run_em
+from probest.mixture._stats import COVARIANCE_TYPES, GaussParams, n_parameters
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-
-
-def _data_mean(clients) -> torch.Tensor:
-    """Sample mean over all clients' chunks (the shared centring point ``ref``)."""
-    tot, n = None, 0.0
-    for cl in clients:
-        for X, w in cl:
-            s = X.sum(0) if w is None else (X * w.unsqueeze(1)).sum(0)
-            tot = s if tot is None else tot + s
-            n += float(X.shape[0]) if w is None else float(w.sum())
-    return tot / n
-
-
-def initial_params(clients, K, cov_type, reg_covar, method, seed, gen, init_rows=None):
-    """Server-side initialisation from all clients (one round of statistics).
-
-    Returns ``(params, weights, ref)``; the same code serves pooled (one client) and
-    federated fits, so "federated EM with one client" is pooled EM.
-    """
-    ref = _data_mean(clients)
-    if method == "random":
-        stats = sum(random_stats(cl, K, ref, cov_type, gen) for cl in clients)
-    else:
-        rng = np.random.default_rng(seed)
-        rows = [cl.sample_rows(init_rows, rng) for cl in clients]
-        centers = server_centers(rows, K, method, seed)
-        c = torch.tensor(centers, device=ref.device, dtype=ref.dtype)
-        stats = sum(hard_stats(cl, c, ref, cov_type) for cl in clients)
-    weights, params, _ = m_step(stats, ref, cov_type, reg_covar)
-    return params, weights, ref
 
 
 class GaussianMixture(DensityMixin, TorchEstimator):
@@ -171,9 +135,10 @@ class GaussianMixture(DensityMixin, TorchEstimator):
                         params = _base.params_from_numpy(self)
                         weights = torch.tensor(self.weights_, device=self.device_,
                                                dtype=self.dtype_)
-                        ref = _data_mean([data])
+                        tot, cnt = _data_sum([data])
+                        ref = tot / cnt
                     else:
-                        params, weights, ref = initial_params(
+                        params, weights, ref, _ = initial_params(
                             [data], K, ct, self.reg_covar, self.init_params,
                             ctx.seed + init, ctx.generator, init_rows)
                         params, weights = _base.apply_user_params(params, weights, given)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from probest.mixture import GaussianMixture
+from probest.mixture import FederatedGaussianMixture, GaussianMixture
 from probest.testing import EstimatorConformance, sklearn_checks
 
 
@@ -16,6 +16,14 @@ class TestGaussianMixtureConformance(EstimatorConformance):
         return X, None
 
 
-@sklearn_checks([GaussianMixture(n_components=1, max_iter=50, device="cpu", random_state=0)])
+class TestFederatedGaussianMixtureConformance(TestGaussianMixtureConformance):
+    def make_estimator(self, **params):
+        return FederatedGaussianMixture(n_components=2, max_iter=50, device="cpu", **params)
+
+
+@sklearn_checks([
+    GaussianMixture(n_components=1, max_iter=50, device="cpu", random_state=0),
+    FederatedGaussianMixture(n_components=1, max_iter=50, device="cpu", random_state=0),
+])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -1,0 +1,311 @@
+"""FederatedGaussianMixture: federated EM with shared components and per-client weights."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from probest.mixture import _base
+from probest.mixture._em import ChunkedData, LocalEngine, initial_params, log_weights_from, run_em
+from probest.mixture._gmm import GaussianMixture
+from probest.mixture._stats import log_gaussian_prob
+
+ENGINES = ("local", "torch.distributed", "flower")
+
+
+def split_clients(X, groups=None) -> tuple[list[np.ndarray], list]:
+    """``X`` as a list of client arrays (and their ids), checking each client.
+
+    Accepts a list/tuple of 2-D arrays, or one array with ``groups`` (client label per
+    row), or one array alone (a single client).
+    """
+    if isinstance(X, (list, tuple)):
+        if groups is not None:
+            raise ValueError("Pass either a list of client arrays or X with groups=, not both.")
+        if len(X) == 0:
+            raise ValueError("X_by_client is empty; pass at least one client array.")
+        ids = list(range(len(X)))
+        parts = list(X)
+    elif groups is not None:
+        Xa = np.asarray(X)
+        g = np.asarray(groups)
+        if g.shape[0] != Xa.shape[0]:
+            raise ValueError(f"groups has {g.shape[0]} entries but X has {Xa.shape[0]} rows.")
+        ids = list(np.unique(g))
+        parts = [Xa[g == i] for i in ids]
+    else:
+        return [X], [0]
+    out, n_feat = [], None
+    for c, part in zip(ids, parts, strict=True):
+        a = np.asarray(part)
+        if a.ndim == 2 and a.shape[0] == 0:
+            raise ValueError(f"Client {c!r} holds no samples; remove empty clients before fitting.")
+        a = check_array(a, dtype=[np.float64, np.float32], ensure_min_samples=1,
+                        input_name=f"client {c!r}")
+        if n_feat is None:
+            n_feat = a.shape[1]
+        elif a.shape[1] != n_feat:
+            raise ValueError(
+                f"Mismatched feature counts across clients: client {ids[0]!r} has {n_feat} "
+                f"features but client {c!r} has {a.shape[1]}; every client must use the same "
+                "features in the same order."
+            )
+        if a.shape[0] < a.shape[1]:
+            raise ValueError(
+                f"Client {c!r} has {a.shape[0]} samples but {a.shape[1]} features; each "
+                "client needs at least n_features samples (merge or drop small clients)."
+            )
+        out.append(a)
+    return out, ids
+
+
+class FederatedGaussianMixture(GaussianMixture):
+    """Federated EM for a Gaussian mixture: shared components, per-client weights.
+
+    Clients compute sufficient statistics of their own data (:mod:`probest.mixture._stats`);
+    the server adds them and runs the M-step, which is *exactly* pooled EM (the
+    between-client covariance term is kept).  The server initialises the components once
+    from client summaries and broadcasts them, so components mean the same thing on every
+    client (no label switching).  With ``personalize=True`` each client keeps its own
+    weights ``pi_c = mean_i r_ci`` (``client_weights_``): the model is
+    ``p_c(x) = sum_k pi_ck N(x; mu_k, Sigma_k)``; with ``personalize=False`` it is pooled EM.
+
+    Parameters are those of :class:`GaussianMixture` plus ``personalize`` and ``engine``:
+    ``"local"`` (clients in this process), ``"torch.distributed"`` (each rank passes its own
+    clients; see :mod:`probest.mixture._distributed`) or ``"flower"`` (a real Flower server
+    and client processes on this machine; across machines use :mod:`probest.mixture.flower`).
+
+    ``fit(X_by_client)`` takes a list of ``(n_c, d)`` arrays; ``fit(X, groups=g)`` splits
+    one array by client label; ``fit(X)`` is a single client (pooled EM).
+
+    Attributes (besides :class:`GaussianMixture`'s)
+    -------------------------------------------------
+    client_weights_ : ndarray (n_clients, K)  per-client mixing weights.
+    client_ids_ : list  client labels (list positions, or the unique ``groups``).
+    client_n_samples_ : ndarray (n_clients,)
+    weights_ : pooled weights (sample-weighted mean of the client weights).
+    """
+
+    _parameter_constraints: dict = {
+        **GaussianMixture._parameter_constraints,
+        "personalize": ["boolean"],
+        "engine": [StrOptions(set(ENGINES))],
+        "adapt_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "round_timeout": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        personalize=True,
+        engine="local",
+        adapt_max_iter=200,
+        round_timeout=60.0,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        device="auto",
+        dtype="float64",
+        batch_size=None,
+    ):
+        super().__init__(
+            n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar,
+            max_iter=max_iter, n_init=n_init, init_params=init_params,
+            weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
+            random_state=random_state, warm_start=warm_start, verbose=verbose,
+            verbose_interval=verbose_interval, device=device, dtype=dtype,
+            batch_size=batch_size,
+        )
+        self.personalize = personalize
+        self.engine = engine
+        self.adapt_max_iter = adapt_max_iter
+        self.round_timeout = round_timeout
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, groups=None):
+        """Federated EM over clients (see the class docstring for the accepted ``X``)."""
+        self._validate_params()
+        parts, ids = split_clients(X, groups)
+        if self.engine == "flower":
+            from probest.mixture import flower
+
+            return flower.fit_local_deployment(self, parts, ids)
+        # sklearn bookkeeping (n_features_in_, feature names) on the stacked data
+        Xv = validate_data(self, parts[0] if len(parts) == 1 else np.concatenate(parts),
+                           dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if len(parts) == 1:
+            parts = [Xv]
+        engine = LocalEngine()
+        if self.engine == "torch.distributed":
+            from probest.mixture._distributed import TorchDistributedEngine
+
+            engine = TorchDistributedEngine()
+        n_local = sum(p.shape[0] for p in parts)
+        n_all = int(sum(engine.gather(n_local)))
+        if n_all < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {n_all}; reduce n_components or add data."
+            )
+        self._fit_clients(parts, ids, engine)
+        return self
+
+    def _fit_clients(self, parts, ids, engine) -> None:
+        K, ct, d = self.n_components, self.covariance_type, parts[0].shape[1]
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        n_init = 1 if warm else self.n_init
+        width = K * d if ct == "full" else K
+        with self._fit_context() as ctx:
+            seed = int(engine.broadcast(ctx.seed))
+            given = _base.user_params(self, d, self.device_, self.dtype_)
+            clients = [ChunkedData(p, device=self.device_, dtype=self.dtype_,
+                                   batch_size=self.batch_size, width=width) for p in parts]
+            init_rows = None if self.batch_size is None else max(self.batch_size, 10_000)
+            best = None
+            with self._progress(n_init * max(self.max_iter, 1), "FedEM") as prog:
+                for init in range(n_init):
+                    if warm:
+                        params = _base.params_from_numpy(self)
+                        ref = params.means.T @ torch.tensor(
+                            self.weights_, device=self.device_, dtype=self.dtype_)
+                        lws = [torch.log(torch.tensor(w, device=self.device_, dtype=self.dtype_))
+                               for w in self._local_weights(ids)]
+                    else:
+                        params, weights, ref, local = initial_params(
+                            clients, K, ct, self.reg_covar, self.init_params, seed + init,
+                            ctx.generator, init_rows, engine)
+                        params, weights = _base.apply_user_params(params, weights, given)
+                        if self.personalize and "weights" not in given:
+                            lws = [log_weights_from(s.nk) for s in local]
+                        else:
+                            lws = [torch.log(weights)] * len(clients)
+                    res = run_em(
+                        clients, params, lws, ref, reg_covar=self.reg_covar,
+                        max_iter=self.max_iter, tol=self.tol, personalize=self.personalize,
+                        aggregate=engine.allreduce_stats, progress=prog,
+                        log_extra=lambda _it, init=init: {"init": init},
+                    )
+                    if best is None or res["lower_bound"] > best["lower_bound"]:
+                        best = res
+            lw_local = [lw.exp().cpu().numpy() for lw in best["log_weights"]]
+            sizes_local = [p.shape[0] for p in parts]
+            gathered = engine.gather((list(ids), lw_local, sizes_local))
+            _base.params_to_numpy(self, best["params"], None)
+        all_ids, all_w, all_n = [], [], []
+        for r, (i, w, n) in enumerate(gathered):
+            all_ids += [i_ if len(gathered) == 1 else (r, i_) for i_ in i]
+            all_w += w
+            all_n += n
+        self.client_ids_ = all_ids
+        self.client_weights_ = np.stack(all_w).astype(self.means_.dtype)
+        self.client_n_samples_ = np.asarray(all_n)
+        pooled = (self.client_n_samples_[:, None] * self.client_weights_).sum(0)
+        self.weights_ = (pooled / pooled.sum()).astype(self.means_.dtype)
+        self.n_clients_ = len(all_ids)
+        self.converged_ = bool(best["converged"])
+        self.n_iter_ = int(best["n_iter"])
+        self.lower_bound_ = float(best["lower_bound"])
+        self.lower_bounds_ = list(best["lower_bounds"])
+        if not self.converged_:
+            warnings.warn(
+                "Federated EM did not converge. Increase max_iter or tol, or check for "
+                "degenerate data.", ConvergenceWarning, stacklevel=3,
+            )
+
+    def _local_weights(self, ids):
+        index = {c: i for i, c in enumerate(self.client_ids_)}
+        return [self.client_weights_[index[c]] if c in index else self.weights_ for c in ids]
+
+    # ------------------------------------------------------------- per-client use
+    def _client_log_weights(self, client) -> torch.Tensor:
+        check_is_fitted(self)
+        if client is None:
+            w = self.weights_
+        else:
+            try:
+                idx = self.client_ids_.index(client)
+            except ValueError:
+                raise ValueError(
+                    f"Unknown client {client!r}; known clients are {self.client_ids_[:10]}"
+                    f"{'...' if len(self.client_ids_) > 10 else ''}. Call adapt(X_new, "
+                    "client=...) to add a new client."
+                ) from None
+            w = self.client_weights_[idx]
+        return torch.log(torch.tensor(np.asarray(w), device=self.device_, dtype=self.dtype_))
+
+    def _weighted_log_prob(self, X, client=None) -> torch.Tensor:
+        lw = self._client_log_weights(client)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return _base.weighted_log_prob(self, X, lw)
+
+    def score_samples(self, X, client=None):
+        """``log p_c(x)`` under client ``client``'s weights (pooled weights if None)."""
+        return torch.logsumexp(self._weighted_log_prob(X, client), 1).cpu().numpy()
+
+    def score(self, X, y=None, client=None):
+        return float(self.score_samples(X, client=client).mean())
+
+    def predict_proba(self, X, client=None):
+        wlp = self._weighted_log_prob(X, client)
+        return torch.exp(wlp - torch.logsumexp(wlp, 1, keepdim=True)).cpu().numpy()
+
+    def predict(self, X, client=None):
+        return self._weighted_log_prob(X, client).argmax(1).cpu().numpy()
+
+    def novelty_score(self, X, client=None):
+        """``-log p_c(x)``: larger means more novel (use as the positive-class score)."""
+        return -self.score_samples(X, client=client)
+
+    def adapt(self, X, client=None, tol=1e-8):
+        """Add a new client: closed-form EM on its weights only; components stay fixed.
+
+        Starts from the pooled weights and iterates ``pi <- mean_i r_i(pi)`` (at most
+        ``adapt_max_iter`` times, until the log-likelihood changes by less than ``tol``).
+        The new client is ``client`` (default: the next integer id).  Returns self.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        if X.shape[0] == 0:
+            raise ValueError("adapt() needs at least one sample of the new client.")
+        if client is None:
+            client = len(self.client_ids_)
+            while client in self.client_ids_:
+                client += 1
+        if client in self.client_ids_:
+            raise ValueError(f"Client {client!r} already exists; choose a new id.")
+        params = _base.params_from_numpy(self)
+        Xt = torch.tensor(X, device=self.device_, dtype=self.dtype_)
+        logp = log_gaussian_prob(Xt, params)
+        lw = torch.log(torch.tensor(self.weights_, device=self.device_, dtype=self.dtype_))
+        prev = -np.inf
+        for _ in range(self.adapt_max_iter):
+            wlp = logp + lw
+            norm = torch.logsumexp(wlp, 1, keepdim=True)
+            ll = float(norm.mean())
+            lw = log_weights_from(torch.exp(wlp - norm).sum(0))
+            if abs(ll - prev) < tol:
+                break
+            prev = ll
+        self.client_ids_ = [*self.client_ids_, client]
+        new_w = lw.exp().cpu().numpy().astype(self.client_weights_.dtype)
+        self.client_weights_ = np.vstack([self.client_weights_, new_w])
+        self.client_n_samples_ = np.append(self.client_n_samples_, X.shape[0])
+        self.n_clients_ = len(self.client_ids_)
+        return self
