@@ -1,7 +1,11 @@
 """probest.shift — covariate shift: MLE vs maximum weighted likelihood (MWLE).
 
-The weighted GLMs (:class:`WeightedLinearRegression`, :class:`WeightedLogisticRegression`)
-are the torch MLE models the covariate-shift estimators reweight.
+:class:`CovariateShiftRegressor` / :class:`CovariateShiftClassifier` fit a parametric model on
+labelled source data for a shifted target, by plain MLE or importance-weighted MLE (MWLE),
+with the density ratio from :class:`DensityRatioEstimator`.  The weighted GLMs
+(:class:`WeightedLinearRegression`, :class:`WeightedLogisticRegression`,
+:class:`WeightedPoissonRegression`) and :class:`PhaseRetrievalRegression` are the torch MLE
+models they reweight.
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ from typing import Any
 _LAZY = {
     "WeightedLinearRegression": "probest.shift._glm",
     "WeightedLogisticRegression": "probest.shift._glm",
+    "WeightedPoissonRegression": "probest.shift._glm",
+    "PhaseRetrievalRegression": "probest.shift._phase",
+    "CovariateShiftRegressor": "probest.shift._covariate",
+    "CovariateShiftClassifier": "probest.shift._covariate",
+    "LowEffectiveSampleSizeWarning": "probest.shift._covariate",
+    "importance_weighted_cv": "probest.shift._iwcv",
+    "sandwich_covariance": "probest.shift._glm",
+    "sign_invariant_error": "probest.shift._phase",
     "DensityRatioEstimator": "probest.shift._ratio",
     "effective_sample_size": "probest.shift._ratio",
     "process_log_weights": "probest.shift._ratio",
