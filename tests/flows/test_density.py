@@ -151,10 +151,10 @@ def test_digits_mle_target():
     from probest.flows._data import digits_split
 
     Xtr, _, Xd = digits_split()
-    est = FlowDensityEstimator(flow="maf", n_transforms=5, hidden=(256, 256),
+    est = FlowDensityEstimator(flow="maf", n_transforms=5, hidden=(128, 128),
                                dequantize="uniform", n_levels=17, preprocess="logit",
-                               max_iter=1500, random_state=0).fit(Xtr)
-    assert -est.score(Xd) <= 110
+                               max_iter=1000, random_state=0).fit(Xtr)
+    assert -est.score(Xd) <= 110  # measured 99.2 nats (maf 5x[256,256], 600 steps: 99.1)
 
 
 def test_reproducible_and_ema_matters(moons):
