@@ -1,0 +1,148 @@
+"""GaussianProcessRegressor: exact Gaussian, robust Student-t and Poisson-count GP regression."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from probest.gaussian_process._base import _GPBase
+from probest.gaussian_process._likelihoods import make_likelihood
+
+LIKELIHOODS = ("gaussian", "student_t", "poisson")
+
+
+class GaussianProcessRegressor(RegressorMixin, _GPBase):
+    """GP regression with a Gaussian (exact), Student-t or Poisson likelihood.
+
+    The Gaussian likelihood has exact sites, so every inference mode gives the exact
+    posterior and every objective equals the exact log marginal likelihood; the noise variance
+    is learned with the kernel hyperparameters.  Student-t (``df`` fixed, scale learned) is
+    robust to outliers; it is not log-concave, so CVI clips ``g_v <= -1e-8`` and cavities are
+    clamped.  Poisson models counts with rate ``exp(f + offset)``, ``offset = log(mean(y))``.
+
+    Parameters are those of :class:`GaussianProcessClassifier` plus ``likelihood``, ``df``
+    (Student-t degrees of freedom) and ``noise_init`` (initial noise variance / Student-t
+    scale, as a fraction of ``var(y)`` / ``std(y)``).  Duplicate inputs with a vanishing
+    Gaussian noise are jittered with a warning.
+
+    Attributes: as the classifier (``kernel_``, ``hyperparameters_`` with ``noise`` or
+    ``scale``, ``sites_``, ``log_marginal_likelihood_value_``, ``history_``...).
+    """
+
+    def __init__(self, kernel=None, *, likelihood="gaussian", inference="hybrid", df=4.0,
+                 noise_init=0.1, inducing_points=None, n_inducing=None, sparse_threshold=2000,
+                 max_iter=50, e_steps=10, m_steps=10, cvi_lr=0.5, tol=1e-5, random_state=None,
+                 verbose=0, device="cpu", dtype="float64"):
+        self.kernel = kernel
+        self.likelihood = likelihood
+        self.inference = inference
+        self.df = df
+        self.noise_init = noise_init
+        self.inducing_points = inducing_points
+        self.n_inducing = n_inducing
+        self.sparse_threshold = sparse_threshold
+        self.max_iter = max_iter
+        self.e_steps = e_steps
+        self.m_steps = m_steps
+        self.cvi_lr = cvi_lr
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.dtype = dtype
+
+    def _make_lik(self, y: np.ndarray):
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood={self.likelihood!r} is not one of {LIKELIHOODS}.")
+        if not float(self.noise_init) > 0:
+            raise ValueError(f"noise_init={self.noise_init!r} must be positive.")
+        if self.likelihood == "gaussian":
+            return make_likelihood("gaussian", noise=float(self.noise_init) * max(np.var(y), 1e-12))
+        if self.likelihood == "student_t":
+            if not float(self.df) > 0:
+                raise ValueError(f"df={self.df!r} must be positive.")
+            return make_likelihood("student_t", df=float(self.df),
+                                   scale=float(self.noise_init) * max(np.std(y), 1e-6))
+        lik = make_likelihood("poisson")
+        lik.check_targets(y)
+        lik.offset = math.log(max(float(np.mean(y)), 1e-3))
+        return lik
+
+    def fit(self, X, y):
+        """Fit the latent GP, its hyperparameters and the likelihood's parameters."""
+        self._check_common()
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        lik = self._make_lik(y)
+        if self.likelihood == "gaussian":
+            X = self._jitter_duplicates(X, lik)
+        with self._fit_context() as ctx:
+            Xt = self._tensor(X)
+            Z = self._inducing(X, ctx)
+            scale = float(np.var(y)) if self.likelihood != "poisson" else 1.0
+            with self._progress(None, f"GPR[{self.likelihood},{self.inference}]") as prog:
+                fit = self._new_fit(X, Xt, self._tensor(y), lik, Z, ctx,
+                                    outputscale=max(scale, 1e-6))
+                fit.fit(prog)
+        self._collect([fit])
+        return self
+
+    def _jitter_duplicates(self, X, lik):
+        """Duplicate rows with (near-)zero noise make the Gram matrix singular: jitter them."""
+        _, first, counts = np.unique(X, axis=0, return_index=True, return_counts=True)
+        if np.all(counts == 1) or float(lik.noise) > 1e-8:
+            return X
+        warnings.warn("X has duplicate rows and the Gaussian noise is ~0; duplicates were "
+                      "jittered by 1e-6 to keep the kernel matrix positive definite.",
+                      UserWarning)
+        rng = np.random.default_rng(0)
+        dup = np.ones(X.shape[0], bool)
+        dup[first] = False
+        X = X.copy()
+        X[dup] += 1e-6 * rng.standard_normal(X[dup].shape)
+        return X
+
+    # -- prediction ----------------------------------------------------------------------
+    def predict(self, X, return_std: bool = False):
+        """Predictive mean (the expected count for Poisson); ``return_std`` adds the
+        predictive standard deviation of a new observation."""
+        m, v = self._latent(X)
+        m, v = m[:, 0], v[:, 0]
+        lik = self.gps_[0].lik
+        if self.likelihood == "poisson":
+            mean = torch.exp(m + lik.offset + 0.5 * v)
+            var = mean + torch.expm1(v) * mean**2
+        elif self.likelihood == "gaussian":
+            mean, var = m, v + lik.noise.detach()
+        else:
+            s2 = torch.exp(2 * lik.log_params["scale"].detach())
+            tail = s2 * self.df / (self.df - 2) if self.df > 2 else torch.tensor(float("inf"))
+            mean, var = m, v + tail
+        mean = mean.cpu().numpy()
+        if return_std:
+            return mean, np.sqrt(var.cpu().numpy() if torch.is_tensor(var) else var)
+        return mean
+
+    def log_predictive_density(self, X, y):
+        """``log p(y_i | x_i, data)`` per sample (its negative mean is the NLPD)."""
+        check_is_fitted(self)
+        m, v = self._latent(X)
+        yt = self._tensor(np.asarray(y, dtype=np.float64))
+        if yt.shape != m[:, 0].shape:
+            raise ValueError(f"y has shape {tuple(yt.shape)}, expected ({m.shape[0]},).")
+        with torch.no_grad():
+            return self.gps_[0].lik.log_tilted(yt, m[:, 0], v[:, 0]).cpu().numpy()
+
+    def sample_y(self, X, n_samples: int = 1, random_state=None):
+        """Draws of the latent function at ``X`` (shape ``(n, n_samples)``)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        d = self.to_pyro(X)
+        from probest._torch import draw_seed, seeded
+
+        with seeded(draw_seed(random_state)):
+            return d.sample((n_samples,)).T.cpu().numpy()
