@@ -19,13 +19,18 @@ from probest.mixture._stats import log_gaussian_prob
 ENGINES = ("local", "torch.distributed", "flower")
 
 
+def is_client_list(X) -> bool:
+    """A list/tuple of 2-D client arrays (a list of rows is one array, as in sklearn)."""
+    return isinstance(X, (list, tuple)) and (len(X) == 0 or all(np.ndim(e) == 2 for e in X))
+
+
 def split_clients(X, groups=None) -> tuple[list[np.ndarray], list]:
     """``X`` as a list of client arrays (and their ids), checking each client.
 
     Accepts a list/tuple of 2-D arrays, or one array with ``groups`` (client label per
     row), or one array alone (a single client).
     """
-    if isinstance(X, (list, tuple)):
+    if is_client_list(X):
         if groups is not None:
             raise ValueError("Pass either a list of client arrays or X with groups=, not both.")
         if len(X) == 0:
@@ -40,6 +45,8 @@ def split_clients(X, groups=None) -> tuple[list[np.ndarray], list]:
         ids = list(np.unique(g))
         parts = [Xa[g == i] for i in ids]
     else:
+        if hasattr(X, "tocsr") or hasattr(X, "todense"):
+            raise TypeError("Sparse input is not supported; pass a dense array.")
         return [X], [0]
     out, n_feat = [], None
     for c, part in zip(ids, parts, strict=True):

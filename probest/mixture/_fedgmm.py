@@ -1,0 +1,335 @@
+"""FedGMMClassifier: the FedGMM joint model (Wu et al., ICML 2023) on the local engine.
+
+Client ``c`` models ``p_c(x, y) = sum_{a,b} pi_c[a,b] N(phi(x); mu_a, Sigma_a) p(y|x; theta_b)``:
+``M1 = n_input_components`` shared Gaussians over ``phi(x)``, ``M2 = n_experts`` shared
+conditional experts and a personal ``M1 x M2`` weight table ``pi_c``.  Federated EM:
+
+* E-step on each client, in log space: ``q[a,b] ∝ pi_c[a,b] N(phi(x_i); a) p(y_i|x_i; b)``.
+* ``pi_c = mean_i q_i`` (closed form, personal).
+* Gaussians: clients send sufficient statistics of ``w[a] = sum_b q[a,b]``; the server adds
+  them and runs the exact pooled M-step (:mod:`probest.mixture._stats`).
+* Experts: clients update a copy with weights ``sum_a q[a,b]``; the server averages them
+  weighted by the clients' expert mass (:mod:`probest.mixture._experts`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from probest.base import TorchEstimator
+from probest.mixture import _base
+from probest.mixture._em import ChunkedData, initial_params
+from probest.mixture._experts import average_states, make_expert
+from probest.mixture._federated import is_client_list, split_clients
+from probest.mixture._stats import COVARIANCE_TYPES, log_gaussian_prob, m_step, stats_from_resp
+
+
+def _split_labels(y, groups, parts_ids, X):
+    if is_client_list(X):
+        if not isinstance(y, (list, tuple)) or len(y) != len(X):
+            raise ValueError("With a list of client arrays, y must be a list of the same length.")
+        return [np.asarray(v) for v in y]
+    y = np.asarray(y)
+    if groups is None:
+        return [y]
+    g = np.asarray(groups)
+    return [y[g == i] for i in parts_ids]
+
+
+class FedGMMClassifier(ClassifierMixin, TorchEstimator):
+    """Personalised federated classifier: GMM on inputs x per-client weights x experts.
+
+    Parameters
+    ----------
+    n_input_components : int  Gaussian components over ``phi(x)`` (M1).
+    n_experts : int  conditional experts (M2).
+    expert : sklearn linear classifier with ``sample_weight`` (default
+        ``LogisticRegression(C=1.0)``) or a ``torch.nn.Module`` mapping x to class logits.
+    phi : None (identity), an int (PCA to that many dimensions, fitted from federated
+        first/second moments: exact pooled PCA), a fitted transformer with ``transform``,
+        or a callable ``ndarray -> ndarray``.  Fixed during training.
+    covariance_type, reg_covar, max_iter, tol, init_params, random_state, verbose, device,
+    dtype : as :class:`GaussianMixture`; ``tol`` applies to the mean log-likelihood.
+
+    ``fit(X_by_client, y_by_client)`` (lists) or ``fit(X, y, groups=)``.  Personalised
+    predictions use ``client=``; ``adapt(X_new, y_new=None)`` adds a client by closed-form
+    EM on its weight table only; ``novelty_score(X, y=None, client=)`` is
+    ``-(log p_c(x) [+ log p_c(y|x)])``.
+    """
+
+    _parameter_constraints: dict = {
+        "n_input_components": [Interval(Integral, 1, None, closed="left")],
+        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "expert": "no_validation",
+        "phi": "no_validation",
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "device": [str, torch.device, None],
+        "dtype": [str, torch.dtype, type, None],
+    }
+
+    def __init__(self, n_input_components=3, n_experts=3, *, expert=None, phi=None,
+                 covariance_type="full", reg_covar=1e-6, max_iter=30, tol=1e-4,
+                 init_params="kmeans", random_state=None, verbose=0, device="auto",
+                 dtype="float64"):
+        self.n_input_components = n_input_components
+        self.n_experts = n_experts
+        self.expert = expert
+        self.phi = phi
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init_params = init_params
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ helpers
+    def _phi(self, X: np.ndarray) -> np.ndarray:
+        if self.phi is None:
+            return X
+        if isinstance(self.phi, (int, np.integer)):
+            return (X - self.phi_mean_) @ self.phi_components_.T
+        if hasattr(self.phi, "transform"):
+            return np.asarray(self.phi.transform(X), dtype=float)
+        return np.asarray(self.phi(X), dtype=float)
+
+    def _fit_phi(self, parts) -> None:
+        if isinstance(self.phi, (int, np.integer)):
+            # federated PCA: clients send (n, sum x, sum x x^T); server eigendecomposes
+            n = sum(p.shape[0] for p in parts)
+            s1 = sum(p.sum(0) for p in parts)
+            s2 = sum(p.T @ p for p in parts)
+            mean = s1 / n
+            cov = s2 / n - np.outer(mean, mean)
+            vals, vecs = np.linalg.eigh(cov)
+            k = int(self.phi)
+            if not 1 <= k <= parts[0].shape[1]:
+                raise ValueError(f"phi={k} PCA components must be in [1, n_features].")
+            self.phi_mean_ = mean
+            self.phi_components_ = vecs[:, ::-1][:, :k].T.copy()
+
+    def _log_expert(self, X: np.ndarray) -> torch.Tensor:
+        """(n, M2, C) expert log-probabilities."""
+        Xt = torch.tensor(X, device=self.device_, dtype=self.dtype_)
+        if getattr(self, "_expert", None) is None:  # after probest.load
+            self._expert = make_expert(self.expert, len(self.classes_), self.device_,
+                                       self.dtype_)
+        return torch.stack([self._expert.log_proba(s, Xt) for s in self.experts_], 1)
+
+    def _log_gauss(self, X: np.ndarray) -> torch.Tensor:
+        Z = torch.tensor(self._phi(X), device=self.device_, dtype=self.dtype_)
+        return log_gaussian_prob(Z, _base.params_from_numpy(self))
+
+    def _client_table(self, client) -> torch.Tensor:
+        check_is_fitted(self)
+        if client is None:
+            t = self.weights_
+        else:
+            if client not in self.client_ids_:
+                raise ValueError(f"Unknown client {client!r}; call adapt(X_new, client=...) "
+                                 "to add a new client.")
+            t = self.client_weights_[self.client_ids_.index(client)]
+        return torch.tensor(t, device=self.device_, dtype=self.dtype_)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y, groups=None):
+        """Federated EM over clients (lists of arrays, or ``X, y`` with ``groups``)."""
+        self._validate_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             "y is None.")
+        if not is_client_list(X) and groups is None:
+            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32],
+                                 ensure_min_samples=2)
+        parts, ids = split_clients(X, groups)
+        ys = _split_labels(y, groups, ids, X)
+        if len(parts) > 1:
+            for c, (p, v) in enumerate(zip(parts, ys, strict=True)):
+                if p.shape[0] != v.shape[0]:
+                    raise ValueError(f"Client {ids[c]!r}: X has {p.shape[0]} rows but y has "
+                                     f"{v.shape[0]}; pass one label per row.")
+        if len(parts) == 1:
+            Xall, yall = parts[0], ys[0]
+        else:
+            Xall, yall = validate_data(self, np.concatenate(parts), np.concatenate(ys),
+                                       dtype=[np.float64, np.float32], ensure_min_samples=2)
+        check_classification_targets(yall)
+        if len(parts) == 1:
+            parts = [Xall]
+        self.classes_ = np.unique(yall)
+        y_idx = [np.searchsorted(self.classes_, v) for v in ys]
+        M1, M2, ct = self.n_input_components, self.n_experts, self.covariance_type
+        if Xall.shape[0] < M1:
+            raise ValueError(f"n_input_components={M1} exceeds n_samples={Xall.shape[0]}.")
+        self._fit_phi(parts)
+        with self._fit_context() as ctx:
+            self._expert = make_expert(self.expert, len(self.classes_), self.device_, self.dtype_)
+            feats = [self._phi(p) for p in parts]
+            clients = [ChunkedData(f, device=self.device_, dtype=self.dtype_) for f in feats]
+            params, weights, ref, _ = initial_params(
+                clients, M1, ct, self.reg_covar, self.init_params, ctx.seed, ctx.generator)
+            Zs = [cl._X for cl in clients]
+            # initial association input component a -> expert a mod M2 breaks the symmetry
+            D = torch.full((M1, M2), 0.1 / max(M2 - 1, 1), device=self.device_,
+                           dtype=self.dtype_)
+            D[torch.arange(M1), torch.arange(M1) % M2] = 0.9
+            tables, experts = [], [None] * M2
+            resp0 = []
+            for Z in Zs:
+                lg = log_gaussian_prob(Z, params) + torch.log(weights)
+                r = torch.softmax(lg, 1)
+                resp0.append(r.unsqueeze(2) * D)  # (n, M1, M2)
+                tables.append(resp0[-1].mean(0))
+            experts = self._update_experts(experts, parts, y_idx, resp0, ctx.seed)
+            prev = -np.inf
+            converged = False
+            with self._progress(self.max_iter, "FedGMM") as prog:
+                for it in range(1, self.max_iter + 1):
+                    total, qs, ll, n = None, [], 0.0, 0
+                    self.experts_ = experts
+                    for c, Z in enumerate(Zs):
+                        logq = (torch.log(tables[c]) + log_gaussian_prob(Z, params).unsqueeze(2)
+                                + self._expert_ll(parts[c], y_idx[c]).unsqueeze(1))
+                        norm = torch.logsumexp(logq.flatten(1), 1)
+                        q = torch.exp(logq - norm[:, None, None])
+                        ll += float(norm.sum())
+                        n += Z.shape[0]
+                        st = stats_from_resp(Z, q.sum(2), ref, ct)
+                        total = st if total is None else total + st
+                        qs.append(q)
+                        tab = q.mean(0) + 10 * torch.finfo(q.dtype).eps
+                        tables[c] = tab / tab.sum()
+                    _, params, _ = m_step(total, ref, ct, self.reg_covar, previous=params)
+                    experts = self._update_experts(experts, parts, y_idx, qs, ctx.seed + it)
+                    obj = ll / n
+                    prog.log(objective=obj)
+                    if abs(obj - prev) < self.tol:
+                        converged = True
+                        break
+                    prev = obj
+            self.experts_ = experts
+            _base.params_to_numpy(self, params, None)
+        npd = self.means_.dtype
+        self.client_ids_ = list(ids)
+        self.client_weights_ = np.stack([t.cpu().numpy() for t in tables]).astype(npd)
+        self.client_n_samples_ = np.array([p.shape[0] for p in parts])
+        pooled = (self.client_n_samples_[:, None, None] * self.client_weights_).sum(0)
+        self.weights_ = (pooled / pooled.sum()).astype(npd)
+        self.n_iter_, self.converged_, self.lower_bound_ = it, converged, obj
+        if not converged:
+            warnings.warn("FedGMM EM did not converge; increase max_iter or tol.",
+                          ConvergenceWarning, stacklevel=2)
+        return self
+
+    def _expert_ll(self, X, y_idx) -> torch.Tensor:
+        """(n, M2) log p(y_i | x_i; theta_b) under the current experts."""
+        lp = self._log_expert(X)
+        idx = torch.tensor(y_idx, device=lp.device).view(-1, 1, 1).expand(-1, lp.shape[1], 1)
+        return lp.gather(2, idx).squeeze(2)
+
+    def _update_experts(self, experts, parts, y_idx, qs, seed):
+        new = []
+        for b in range(self.n_experts):
+            states, masses = [], []
+            for c, (X, q) in enumerate(zip(parts, qs, strict=True)):
+                w = q[:, :, b].sum(1).cpu().numpy()
+                states.append(self._expert.fit_local(experts[b], X, y_idx[c], w,
+                                                     seed * 1000 + b))
+                masses.append(float(w.sum()))
+            avg = average_states(states, masses)
+            new.append(avg if avg is not None else experts[b])
+        return new
+
+    # --------------------------------------------------------------- prediction
+    def _joint_resp(self, X, client) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log r_c[a,b](x)`` (n, M1, M2) and ``log p_c(x)`` (n,)."""
+        tab = self._client_table(client)
+        lg = self._log_gauss(X).unsqueeze(2) + torch.log(tab)
+        norm = torch.logsumexp(lg.flatten(1), 1)
+        return lg - norm[:, None, None], norm
+
+    def predict_proba(self, X, client=None):
+        """Personalised ``p_c(y|x) = sum_ab r_c[a,b](x) p(y|x; theta_b)`` (pooled if None)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        logr, _ = self._joint_resp(X, client)
+        lp = torch.logsumexp(logr.unsqueeze(3) + self._log_expert(X).unsqueeze(1), (1, 2))
+        return torch.exp(lp).cpu().numpy()
+
+    def predict(self, X, client=None):
+        check_is_fitted(self)
+        return self.classes_[self.predict_proba(X, client=client).argmax(1)]
+
+    def score(self, X, y, sample_weight=None, client=None):
+        from sklearn.metrics import accuracy_score
+
+        return accuracy_score(y, self.predict(X, client=client), sample_weight=sample_weight)
+
+    def novelty_score(self, X, y=None, client=None):
+        """``-(log p_c(x) + log p_c(y|x))`` (``y`` optional): larger means more novel."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        _, logpx = self._joint_resp(X, client)
+        s = logpx
+        if y is not None:
+            proba = torch.tensor(self.predict_proba(X, client=client))
+            idx = torch.tensor(np.searchsorted(self.classes_, np.asarray(y)))
+            s = s + torch.log(proba.gather(1, idx.view(-1, 1)).squeeze(1)).to(s)
+        return -s.cpu().numpy()
+
+    def adapt(self, X, y=None, client=None, max_iter=200, tol=1e-8):
+        """Add a client: closed-form EM on its weight table only (no gradient training).
+
+        With ``y`` the expert likelihoods enter the responsibilities; without, only the
+        Gaussian part does (the split over experts within a component stays pooled).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        if client is None:
+            client = len(self.client_ids_)
+            while client in self.client_ids_:
+                client += 1
+        if client in self.client_ids_:
+            raise ValueError(f"Client {client!r} already exists; choose a new id.")
+        base = self._log_gauss(X).unsqueeze(2)
+        if y is not None:
+            base = base + self._expert_ll(X, np.searchsorted(self.classes_, np.asarray(y))
+                                          ).unsqueeze(1)
+        tab = self._client_table(None)
+        prev = -np.inf
+        for _ in range(max_iter):
+            lq = base + torch.log(tab)
+            norm = torch.logsumexp(lq.flatten(1), 1)
+            tab = torch.exp(lq - norm[:, None, None]).mean(0) + 10 * torch.finfo(lq.dtype).eps
+            tab = tab / tab.sum()
+            ll = float(norm.mean())
+            if abs(ll - prev) < tol:
+                break
+            prev = ll
+        self.client_ids_ = [*self.client_ids_, client]
+        self.client_weights_ = np.concatenate([self.client_weights_,
+                                               tab.cpu().numpy()[None].astype(self.means_.dtype)])
+        return self
+
+    def to_pyro(self, X, client=None):
+        """``Categorical`` over class indices for each row of ``X`` (batch shape ``(n,)``)."""
+        import pyro.distributions as dist
+
+        return dist.Categorical(probs=torch.tensor(self.predict_proba(X, client=client)))
