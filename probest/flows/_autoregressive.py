@@ -129,6 +129,7 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
 
             self.converged_ = train(self, self.model_, loss_fn, max_iter=self.max_iter, lr=self.lr,
                                     ema=self.ema, weight_decay=self.weight_decay, desc="MADE-DLM")
+            self.n_iter_ = int(self.history_[-1]["iter"])
             self.model_.eval()
         return self
 
@@ -172,7 +173,7 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
     def _get_fitted_state(self):
         tensors = {f"model.{k}": v.detach().cpu() for k, v in self.model_.state_dict().items()}
         meta = {"n_features_in_": int(self.n_features_in_), "n_levels_": int(self.n_levels_),
-                "converged_": bool(self.converged_)}
+                "converged_": bool(self.converged_), "n_iter_": int(self.n_iter_)}
         return tensors, meta
 
     def _set_fitted_state(self, tensors, meta):

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import DensityMixin
+from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
@@ -21,7 +21,7 @@ from probest.flows._train import BatchSampler, autocast, check_sample_weight, tr
 _LN2 = math.log(2.0)
 
 
-class FlowDensityEstimator(DensityMixin, TorchEstimator):
+class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     """Normalizing-flow density estimator trained by maximum likelihood or score matching.
 
     Parameters
@@ -161,6 +161,7 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
                 self, self.model_, loss_fn, max_iter=self.max_iter, lr=self.lr, ema=self.ema,
                 weight_decay=self.weight_decay, desc=f"{self.flow}/{self.objective}",
             )
+            self.n_iter_ = int(self.history_[-1]["iter"])
             self._after_fit(Xt, ctx.generator)
         return self
 
@@ -260,7 +261,7 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         """Latent (standard-normal) coordinates of ``X``."""
         x = self._validated(X)
         with torch.no_grad():
-            return self.model_.transform(self.preprocessor_(x)[0]).cpu().numpy()
+            return self.model_.transform(self.preprocessor_(x)[0]).cpu().numpy().astype(np.float64)
 
     def sample(self, n_samples=1, random_state=None) -> np.ndarray:
         """``n_samples`` draws (original units; dequantized models give continuous values —

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.base import DensityMixin
+from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
@@ -19,7 +19,7 @@ _SOLVERS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "euler", "midpoint", "
 _TRACES = ("auto", "exact", "hutchinson")
 
 
-class FlowMatchingEstimator(DensityMixin, TorchEstimator):
+class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     """Conditional flow matching (Lipman et al.; OT-CFM, Tong et al.) with exact log-likelihoods.
 
     A velocity field ``v(t, x)`` is regressed on ``x1 - x0`` along ``x_t = t x1 + (1 - t) x0
@@ -143,6 +143,7 @@ class FlowMatchingEstimator(DensityMixin, TorchEstimator):
             self.converged_ = train(self, self.model_, loss_fn, max_iter=self.max_iter, lr=self.lr,
                                     ema=self.ema, weight_decay=self.weight_decay,
                                     desc=f"CFM/{self.coupling}")
+            self.n_iter_ = int(self.history_[-1]["iter"])
             self.model_.eval()
             for p in self.model_.parameters():
                 p.requires_grad_(False)
@@ -210,7 +211,8 @@ class FlowMatchingEstimator(DensityMixin, TorchEstimator):
         x = self._validated(X)
         z = self.preprocessor_(x)[0]
         with torch.no_grad():
-            return _ode._odeint(self.model_, z, 1.0, 0.0, **self._solver_kw()).cpu().numpy()
+            out = _ode._odeint(self.model_, z, 1.0, 0.0, **self._solver_kw())
+            return out.cpu().numpy().astype(np.float64)
 
     def to_pyro(self, frozen: bool = True, name: str = "flow_matching") -> EstimatorDistribution:
         """The model as a Pyro distribution (``event_shape == (n_features,)``).
