@@ -149,14 +149,24 @@ class _GPBase(TorchEstimator):
         return self.gps_[0].theta_names()
 
     # -- Pyro and ArviZ ------------------------------------------------------------------
-    def to_pyro(self, X=None, jitter: float = 1e-8):
-        """The latent GP posterior at ``X`` (training inputs if None) as a Pyro
-        ``MultivariateNormal`` with ``event_shape == (n,)``; one-vs-rest stacks the classes
-        in ``batch_shape == (n_classes,)``.  The hyperparameters and sites are frozen (it is
-        a fixed distribution); refit to change them."""
+    def to_pyro(self, X=None, latent: bool = False, jitter: float = 1e-8):
+        """The fitted GP as a Pyro distribution (hyperparameters and sites frozen; refit to
+        change them).
+
+        ``latent=False`` (default): the predictive distribution of ``y`` at ``X`` with
+        ``batch_shape == (n,)`` (the probest convention for conditional models; see
+        ``_predictive_pyro``).  ``latent=True``: the posterior over the latent function at
+        ``X`` (training inputs if None) as a ``MultivariateNormal`` with ``event_shape ==
+        (n,)``; one-vs-rest stacks the classes in ``batch_shape == (n_classes,)``.
+        """
         import pyro.distributions as dist
 
         check_is_fitted(self)
+        if not latent:
+            if X is None:
+                raise ValueError("to_pyro(X) needs X for the predictive distribution; pass "
+                                 "latent=True for the latent posterior at the training inputs.")
+            return self._predictive_pyro(X)
         if X is None:
             Xt = self.gps_[0].X
         else:
@@ -171,6 +181,49 @@ class _GPBase(TorchEstimator):
         if len(locs) == 1:
             return dist.MultivariateNormal(locs[0], covariance_matrix=covs[0])
         return dist.MultivariateNormal(torch.stack(locs), covariance_matrix=torch.stack(covs))
+
+    # -- saving without pickle -----------------------------------------------------------
+    _NOT_SAVED = ("gps_", "kernel_")
+
+    def _get_fitted_state(self):
+        from probest._io import split_state
+
+        fitted = {k: v for k, v in vars(self).items()
+                  if k.endswith("_") and not k.startswith("_") and k not in self._NOT_SAVED}
+        fitted["gp_states_"] = [{
+            "X": f.X, "y": f.y, "Z": f.Z, "l1": f.l1, "l2": f.l2, "coef": f.coef,
+            "theta": f.theta(), "n_iter": f.n_iter, "converged": f.converged,
+            "stopped_by": f.stopped_by, "offset": float(getattr(f.lik, "offset", 0.0)),
+        } for f in self.gps_]
+        for st in fitted["gp_states_"]:
+            if st["Z"] is None:
+                del st["Z"]
+        return split_state(fitted, owner=type(self).__name__)
+
+    def _set_fitted_state(self, tensors, meta):
+        from probest._io import join_state
+
+        state = join_state(tensors, meta)
+        gp_states = state.pop("gp_states_")
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.device_, self.dtype_ = torch.device("cpu"), torch.float64
+        fits = []
+        for st in gp_states:
+            X = st["X"].to(torch.float64)
+            kernel = make_kernel(self.kernel, X.shape[1]).to(torch.float64)
+            lik = self._likelihood_for_load()
+            if hasattr(lik, "offset"):
+                lik.offset = st["offset"]
+            f = GPFit(kernel, lik.to(torch.float64), X, st["y"], self.inference, Z=st.get("Z"),
+                      options=self._options())
+            f.set_theta(st["theta"])
+            f.l1, f.l2, f.coef = st["l1"], st["l2"], st["coef"]
+            f.n_iter, f.converged, f.stopped_by = st["n_iter"], st["converged"], st["stopped_by"]
+            f.finalize()
+            fits.append(f)
+        self.gps_ = fits
+        self.kernel_ = fits[0].kernel if len(fits) == 1 else [f.kernel for f in fits]
 
     def _neg_hessian(self, f: GPFit, kind: str, h: float = 1e-4) -> np.ndarray:
         """``-d^2 objective / d theta^2`` at the fitted theta, sites frozen (central

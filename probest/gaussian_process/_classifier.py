@@ -55,8 +55,8 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
 
     def __init__(self, kernel=None, *, inference="hybrid", link="probit",
                  multi_class="one_vs_rest", inducing_points=None, n_inducing=None,
-                 sparse_threshold=2000, max_iter=50, e_steps=10, m_steps=10, cvi_lr=0.5,
-                 tol=1e-5, random_state=None, verbose=0, device="cpu", dtype="float64"):
+                 sparse_threshold=2000, max_iter=50, e_steps=3, m_steps=3, cvi_lr=0.5,
+                 tol=1e-4, random_state=None, verbose=0, device="cpu", dtype="float64"):
         self.kernel = kernel
         self.inference = inference
         self.link = link
@@ -133,6 +133,15 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
         if not np.all(self.classes_[idx] == y):
             raise ValueError("y contains labels not seen in fit; they have no probability.")
         return self.predict_log_proba(X)[np.arange(len(y)), idx]
+
+    def _predictive_pyro(self, X):
+        """``Categorical`` over class indices, ``batch_shape == (n,)``."""
+        import pyro.distributions as dist
+
+        return dist.Categorical(logits=torch.tensor(self.predict_log_proba(X)))
+
+    def _likelihood_for_load(self):
+        return make_likelihood(self.link)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

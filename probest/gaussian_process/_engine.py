@@ -62,6 +62,10 @@ class FullEngine:
 
     def marginals(self, l1: torch.Tensor, l2: torch.Tensor, need_var: bool = True) -> Marginals:
         K = self.K
+        if (need_var and torch.is_grad_enabled() and K.requires_grad
+                and not (l1.requires_grad or l2.requires_grad)):
+            mu, var, log_zq, L, s, alpha = _FrozenSites.apply(K, l1, l2)
+            return Marginals(mu, var, var, log_zq, {"L": L, "s": s, "alpha": alpha})
         s = torch.sqrt(l2.clamp_min(0.0))
         B = torch.eye(K.shape[0], dtype=K.dtype, device=K.device) + s[:, None] * K * s[None, :]
         L = torch.linalg.cholesky(B)
@@ -98,6 +102,45 @@ class FullEngine:
             return mean, cov
         var = _eval_diag(kernel, Xnew) - (V * V).sum(0)
         return mean, var.clamp_min(1e-12)
+
+
+class _FrozenSites(torch.autograd.Function):
+    """Marginals of the site posterior as a function of ``K`` alone (sites frozen), with a
+    hand-written backward: with ``A = (K + diag(1/l2))^-1 = S B^-1 S`` and ``Q = I - A K``,
+    ``dSigma = Q^T dK Q`` gives ``grad_K = Q diag(g_var) Q^T + Q g_mu alpha^T
+    + g_logZ (alpha alpha^T - A) / 2``: one Cholesky, one inverse and two products instead of
+    autograd's triangular solves (about 2x faster M-steps)."""
+
+    @staticmethod
+    def forward(ctx, K, l1, l2):
+        n = K.shape[0]
+        s = torch.sqrt(l2.clamp_min(0.0))
+        B = torch.eye(n, dtype=K.dtype, device=K.device) + s[:, None] * K * s[None, :]
+        L = torch.linalg.cholesky(B)
+        A = s[:, None] * torch.cholesky_inverse(L) * s[None, :]
+        KA = K @ A
+        kl1 = K @ l1
+        mu = kl1 - KA @ kl1
+        var = (torch.diagonal(K) - (KA * K).sum(1)).clamp_min(1e-12)
+        alpha = l1 - l2 * mu
+        log_zq = 0.5 * (l1 * mu).sum() - torch.log(torch.diagonal(L)).sum()
+        ctx.save_for_backward(A, KA, alpha)
+        ctx.mark_non_differentiable(L, s, alpha)
+        return mu, var, log_zq, L, s, alpha
+
+    @staticmethod
+    def backward(ctx, g_mu, g_var, g_z, _gL, _gs, _ga):
+        A, KA, alpha = ctx.saved_tensors
+        n = A.shape[0]
+        Q = torch.eye(n, dtype=A.dtype, device=A.device) - KA.T  # I - A K
+        grad = torch.zeros_like(A)
+        if g_var is not None:
+            grad = grad + (Q * g_var) @ Q.T
+        if g_mu is not None:
+            grad = grad + torch.outer(Q @ g_mu, alpha)
+        if g_z is not None:
+            grad = grad + 0.5 * g_z * (torch.outer(alpha, alpha) - A)
+        return grad, None, None
 
 
 class SparseEngine:

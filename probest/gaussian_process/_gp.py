@@ -31,17 +31,18 @@ from probest._torch import move_to
 from probest.gaussian_process import _engine as E
 
 KINDS = ("ep", "elbo", "laplace")
+THETA_BOUND = math.log(1e5)
 DEFAULT_KIND = {"laplace": "laplace", "ep": "ep", "vi": "elbo", "hybrid": "ep"}
 
 
 @dataclasses.dataclass
 class Options:
     max_iter: int = 50  # outer iterations (E+M), or L-BFGS iterations for Laplace
-    e_steps: int = 10
-    m_steps: int = 10
+    e_steps: int = 3
+    m_steps: int = 3
     cvi_lr: float = 0.5
     ep_damping: float = 0.5
-    tol: float = 1e-5
+    tol: float = 1e-4
 
 
 class GPFit:
@@ -184,6 +185,9 @@ class GPFit:
 
         def closure():
             opt.zero_grad()
+            with torch.no_grad():  # box like scikit-learn's (1e-5, 1e5) on log-hyperparameters
+                for p in params:
+                    p.clamp_(-THETA_BOUND, THETA_BOUND)
             try:
                 loss = -self.objective(kind)
             except torch.linalg.LinAlgError:

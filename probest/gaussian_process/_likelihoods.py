@@ -68,15 +68,30 @@ class Likelihood(torch.nn.Module):
         w = lw.exp()
         return (lp * w).sum(-1), (d1 * w).sum(-1), 0.5 * (d2 * w).sum(-1)
 
-    def log_tilted(self, y, m, v):
-        """``log int p(y|f) N(f; m, v) df`` by log-sum-exp Gauss-Hermite."""
+    def _tilted_terms(self, y, m, v):
+        """Adaptive Gauss-Hermite: a first pass finds the tilted mean/variance, a second pass
+        integrates with nodes from that Gaussian, reweighted by prior/proposal density ratio
+        (exact for Gaussian-shaped tilted distributions; sharp Poisson integrands need it).
+        Returns nodes ``f`` and log-weights ``a`` with ``log Z = logsumexp(a)``."""
         f, lw = self._grid(m, v)
-        return torch.logsumexp(self.log_prob(y[..., None], f) + lw, dim=-1)
+        a = self.log_prob(y[..., None], f) + lw
+        w = torch.softmax(a, dim=-1)
+        mh = (w * f).sum(-1).detach()
+        vh = (w * (f - mh[..., None]) ** 2).sum(-1).detach()
+        vh = torch.minimum(vh.clamp_min(1e-10 * v.detach().clamp_min(1e-30)), v.detach())
+        f2, lw2 = self._grid(mh, vh)
+        log_prior = -0.5 * (f2 - m[..., None]) ** 2 / v[..., None] - 0.5 * torch.log(v)[..., None]
+        log_prop = -0.5 * (f2 - mh[..., None]) ** 2 / vh[..., None] - 0.5 * torch.log(vh)[..., None]
+        return f2, self.log_prob(y[..., None], f2) + lw2 + log_prior - log_prop
+
+    def log_tilted(self, y, m, v):
+        """``log int p(y|f) N(f; m, v) df`` by (adaptive) log-sum-exp Gauss-Hermite."""
+        _, a = self._tilted_terms(y, m, v)
+        return torch.logsumexp(a, dim=-1)
 
     def tilted_moments(self, y, m, v):
         """``(log Z, mean, variance)`` of ``p(y|f) N(f; m, v) / Z``."""
-        f, lw = self._grid(m, v)
-        a = self.log_prob(y[..., None], f) + lw
+        f, a = self._tilted_terms(y, m, v)
         logz = torch.logsumexp(a, dim=-1)
         w = torch.exp(a - logz[..., None])
         mean = (w * f).sum(-1)

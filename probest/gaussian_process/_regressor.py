@@ -36,7 +36,7 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
 
     def __init__(self, kernel=None, *, likelihood="gaussian", inference="hybrid", df=4.0,
                  noise_init=0.1, inducing_points=None, n_inducing=None, sparse_threshold=2000,
-                 max_iter=50, e_steps=10, m_steps=10, cvi_lr=0.5, tol=1e-5, random_state=None,
+                 max_iter=50, e_steps=3, m_steps=3, cvi_lr=0.5, tol=1e-4, random_state=None,
                  verbose=0, device="cpu", dtype="float64"):
         self.kernel = kernel
         self.likelihood = likelihood
@@ -137,11 +137,40 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
         with torch.no_grad():
             return self.gps_[0].lik.log_tilted(yt, m[:, 0], v[:, 0]).cpu().numpy()
 
+    def _predictive_pyro(self, X):
+        """Predictive of ``y`` at ``X`` with ``batch_shape == (n,)``: ``Normal`` for the
+        Gaussian likelihood (exact), otherwise a 20-component ``MixtureSameFamily`` of the
+        likelihood at the Gauss-Hermite nodes of the latent marginal (the quadrature the
+        estimator itself uses for ``log_predictive_density``)."""
+        import pyro.distributions as dist
+
+        from probest.gaussian_process._likelihoods import _gh_nodes
+
+        m, v = self._latent(X)
+        m, v = m[:, 0], v[:, 0]
+        lik = self.gps_[0].lik
+        if self.likelihood == "gaussian":
+            return dist.Normal(m, torch.sqrt(v + lik.noise.detach()))
+        x, lw = _gh_nodes(m.dtype, m.device)
+        f = m[:, None] + torch.sqrt(2 * v)[:, None] * x
+        mix = dist.Categorical(logits=lw.expand(f.shape))
+        if self.likelihood == "poisson":
+            comp = dist.Poisson(torch.exp(f + lik.offset))
+        else:
+            scale = torch.exp(lik.log_params["scale"].detach()).expand(f.shape)
+            comp = dist.StudentT(torch.full_like(f, float(self.df)), f, scale)
+        return dist.MixtureSameFamily(mix, comp)
+
+    def _likelihood_for_load(self):
+        if self.likelihood == "student_t":
+            return make_likelihood("student_t", df=float(self.df))
+        return make_likelihood(self.likelihood)
+
     def sample_y(self, X, n_samples: int = 1, random_state=None):
         """Draws of the latent function at ``X`` (shape ``(n, n_samples)``)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        d = self.to_pyro(X)
+        d = self.to_pyro(X, latent=True)
         from probest._torch import draw_seed, seeded
 
         with seeded(draw_seed(random_state)):
