@@ -68,3 +68,60 @@ def test_torch_distributed_without_process_group_is_clear():
     with pytest.raises(ValueError, match="init_process_group"):
         FederatedGaussianMixture(2, engine="torch.distributed", device="cpu").fit(
             np.random.default_rng(0).normal(size=(50, 2)))
+
+
+def test_flower_import_is_lazy():
+    code = ("import sys, probest, probest.mixture as m; m.FederatedGaussianMixture; "
+            "m.GaussianMixture; m.FedGMMClassifier; probest.all_estimators('mixture'); "
+            "import probest.mixture.flower; print('flwr' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_flower_server_and_three_client_processes_equal_local():
+    pytest.importorskip("flwr")
+    b = make_federated_gmm(3, 300, 3, 4, concentration=0.7, random_state=0)
+    kw = dict(random_state=0, device="cpu", tol=1e-6)
+    f = FederatedGaussianMixture(3, engine="flower", **kw).fit(b.X)
+    local = FederatedGaussianMixture(3, **kw).fit(b.X)
+    assert f.client_ids_ == [0, 1, 2] and f.dropped_clients_ == []
+    # same server-side initialisation and exact statistics over the wire (float64)
+    np.testing.assert_allclose(f.means_, local.means_, atol=1e-8)
+    np.testing.assert_allclose(f.covariances_, local.covariances_, atol=1e-8)
+    np.testing.assert_allclose(f.client_weights_, local.client_weights_, atol=1e-8)
+    np.testing.assert_allclose(f.score_samples(b.X[1], client=1),
+                               local.score_samples(b.X[1], client=1), atol=1e-8)
+
+
+def test_flower_client_dropping_mid_round_does_not_corrupt_model():
+    pytest.importorskip("flwr")
+    from probest.mixture.flower import fit_local_deployment
+
+    b = make_federated_gmm(3, 300, 3, 4, concentration=0.7, random_state=0)
+    est = FederatedGaussianMixture(3, engine="flower", init_params="random", random_state=0,
+                                   tol=1e-7, max_iter=60, device="cpu")
+    fit_local_deployment(est, b.X, [0, 1, 2], drop={2: 6})  # client 2 crashes in round 6
+    assert [r for r, _ in est.dropped_clients_] == [6]
+    assert np.isfinite(est.means_).all() and np.isfinite(est.covariances_).all()
+    assert est.client_weights_.shape == (3, 3)  # the dropped client keeps its last weights
+    hist = est.history_
+    assert [h["clients"] for h in hist][:3] == [3, 3, 3] and hist[-1]["clients"] == 2
+    after = np.array([h["objective"] for h in hist if h["clients"] == 2])
+    assert np.all(np.diff(after[1:]) >= -1e-9)  # EM on the remaining clients is monotone
+    ref = FederatedGaussianMixture(3, random_state=0, tol=1e-7, max_iter=500,
+                                   device="cpu").fit(b.X[:2])
+    got = sum(est.score(x, client=c) * len(x) for c, x in enumerate(b.X[:2]))
+    want = sum(ref.score(x, client=c) * len(x) for c, x in enumerate(b.X[:2]))
+    assert abs(got - want) / 600 < 1e-3
+
+
+def test_flower_too_few_results_fail_clearly():
+    pytest.importorskip("flwr")
+    from probest.mixture import _flower_impl
+
+    est = FederatedGaussianMixture(3, device="cpu")
+    st = _flower_impl.GMMStrategy(est, min_clients=3, seed=0, given={})
+    params, _ = st.aggregate_fit(1, results=[], failures=[RuntimeError("x")] * 3)
+    assert params is None and st.done and "fewer than min_clients=3" in st.error
