@@ -106,6 +106,8 @@ class _CovariateShiftBase(TorchEstimator):
                                  "sample_weight; pass fit(..., sample_weight=w).")
             with np.errstate(divide="ignore"):
                 return np.log(np.asarray(sample_weight, dtype=np.float64)), None
+        if hasattr(dr, "predict_log_ratio") and not isinstance(dr, DensityRatioEstimator):
+            return np.asarray(dr.predict_log_ratio(self._ratio_features(X)), np.float64).ravel(), dr
         if isinstance(dr, DensityRatioEstimator):
             if Xt is not None:
                 est = clone(dr).fit(self._ratio_features(X), self._ratio_features(Xt))
@@ -185,11 +187,11 @@ class _CovariateShiftBase(TorchEstimator):
                     not has_fit_parameter(model0, "sample_weight"):
                 raise ValueError(f"{type(model0).__name__}.fit does not accept sample_weight, so "
                                  "it cannot be importance-weighted; use estimator='mle'.")
-            choice, mle, mwle = self._choose(model0, X, y, sw, w_fit, log_r is not None)
+            choice, mle, mwle = self._choose(model0, X, y, base_w, w_fit, log_r is not None)
         self.estimator_used_ = choice
         self.estimator_ = mwle if choice == "mwle" else mle
-        fit_w = w_fit if choice == "mwle" else sw
-        self._finish(X, y, Xt, sw, fit_w, choice)
+        fit_w = w_fit if choice == "mwle" else base_w
+        self._finish(X, y, Xt, base_w, fit_w, choice)
         return self
 
     def _fit_base(self, model, X, y, w):
@@ -210,19 +212,16 @@ class _CovariateShiftBase(TorchEstimator):
         if self._has_likelihood(model0):
             mle = self._fit_base(model0, X, y, sw)
             mwle = self._fit_base(model0, X, y, w_fit)
-            Gm, Hm = mle._grads_and_hessian(X, y, sw)
-            Gw, Hw = mwle._grads_and_hessian(X, y, w_fit)
-            s = np.ones(len(X)) if sw is None else sw
-            U = (Gw * w_fit[:, None]) @ np.linalg.pinv(Hw).T - (Gm * s[:, None]) @ np.linalg.pinv(Hm).T
-            D = mwle.theta_ - mle.theta_
-            V = U.T @ U
+            D, V, kind = _hausman_parts(mle, mwle, X, y, sw, w_fit)
             Vp = np.linalg.pinv(V, rcond=1e-10, hermitian=True)
             stat = float(D @ Vp @ D)
-            df = int(np.linalg.matrix_rank(V, hermitian=True))
+            df = int(np.linalg.matrix_rank(V, tol=1e-10 * max(np.abs(V).max(), 1e-300),
+                                           hermitian=True))
             p = float(chi2.sf(stat, max(df, 1)))
             choice = "mwle" if p < self.auto_level else "mle"
-            self.auto_decision_ = {"rule": "hausman", "statistic": stat, "df": df, "p_value": p,
-                                   "level": self.auto_level, "chosen": choice}
+            self.auto_decision_ = {"rule": "hausman", "variance": kind, "statistic": stat,
+                                   "df": df, "p_value": p, "level": self.auto_level,
+                                   "chosen": choice}
             return choice, mle, mwle
         from probest.shift._iwcv import importance_weighted_cv
 
@@ -318,6 +317,40 @@ class _CovariateShiftBase(TorchEstimator):
         return tags
 
 
+def _mean_params(model) -> np.ndarray:
+    """The mean parameters of a GLM in the order of its ``_design`` (per output: coef, icpt)."""
+    d = model.n_features_in_
+    coef, icpt = model._split(torch.tensor(model.theta_), d)
+    coef, icpt = coef.numpy(), icpt.numpy()
+    return (np.hstack([coef, icpt[:, None]]) if model.fit_intercept else coef).ravel()
+
+
+def _hausman_parts(mle, mwle, X, y, sw, w):
+    """``D = theta_mwle - theta_mle`` and its null covariance ``V``.
+
+    GLMs (mean parameters): the model-based Hausman covariance, exact given ``X`` for the
+    Gaussian linear model: ``V = H_w^-1 M_w H_w^-1 - H^-1`` with ``H = sum s_i I(x_i)``,
+    ``H_w = sum w_i I(x_i)``, ``M_w = sum w_i^2 I(x_i)`` and ``I`` the expected Fisher
+    information of the MLE fit (efficient under the null).  Torch models: the empirical
+    influence-function covariance ``sum_i u_i u_i^T``.
+    """
+    s = np.ones(len(X)) if sw is None else sw
+    if isinstance(mle, _WeightedGLM):
+        D = _mean_params(mwle) - _mean_params(mle)
+        H = mle._expected_fisher(X, s) * s.sum()
+        Hw = mle._expected_fisher(X, w) * w.sum()
+        Mw = mle._expected_fisher(X, w * w / s.clip(1e-300)) * float(np.sum(w * w / s.clip(1e-300)))
+        Hwi = np.linalg.pinv(Hw)
+        V = Hwi @ Mw @ Hwi - np.linalg.pinv(H)
+        vals, vecs = np.linalg.eigh(0.5 * (V + V.T))
+        V = (vecs * np.clip(vals, 0, None)) @ vecs.T
+        return D, V, "model-based"
+    Gm, Hm = mle._grads_and_hessian(X, y, sw)
+    Gw, Hw = mwle._grads_and_hessian(X, y, w)
+    U = (Gw * w[:, None]) @ np.linalg.pinv(Hw).T - (Gm * s[:, None]) @ np.linalg.pinv(Hm).T
+    return mwle.theta_ - mle.theta_, U.T @ U, "influence"
+
+
 def _torch_sandwich(m, X, y, w):
     G, H = m._grads_and_hessian(X, y, w)
     Hinv = np.linalg.pinv(H)
@@ -340,8 +373,9 @@ _DOC_PARAMS = """
         How ``w = p_T / p_S`` is obtained: a :class:`DensityRatioEstimator` method fitted on
         ``(X, X_target)``; a callable ``X -> w(X)``; a (fitted) ``DensityRatioEstimator``
         (refitted when ``X_target`` is given, used as is otherwise, which is how to use the
-        estimator inside ``GridSearchCV``); or ``"true"``: ``sample_weight`` holds the true
-        ratios ``w(x_i)``.  Otherwise ``sample_weight`` multiplies the importance weights.
+        estimator inside ``GridSearchCV``); any object with a ``predict_log_ratio(X)`` method
+        (log space: ratios beyond float64 are fine); or ``"true"``: ``sample_weight`` holds
+        the true ratios ``w(x_i)``.  Otherwise ``sample_weight`` multiplies the importance weights.
     ratio_features : None, list of column indices or callable, default=None
         The covariates the ratio is estimated on (default: all of ``X``).
     clip : float or None, default=0.99

@@ -106,7 +106,7 @@ class _TorchLikelihoodModel(TorchEstimator):
                     opt.zero_grad()
                     loss = objective(theta)
                     loss.backward()
-                    prog.log(objective=-float(loss))
+                    prog.log(objective=-float(loss.detach()))
                     return loss
 
                 opt.step(closure)
@@ -133,6 +133,9 @@ class _TorchLikelihoodModel(TorchEstimator):
         G = torch.func.jacrev(lambda th: self._sample_nll(th, Xt, yt))(theta)
         H = torch.func.hessian(lambda th: (wt * self._sample_nll(th, Xt, yt)).sum())(theta)
         return to_numpy(G), to_numpy(0.5 * (H + H.T))
+
+    def _expected_fisher(self, X, weights=None):
+        raise NotImplementedError("a generic torch model has no closed-form expected Fisher")
 
     def distribution(self, X):
         with torch.no_grad():
