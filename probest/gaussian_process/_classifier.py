@@ -112,8 +112,9 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
 
     def predict_log_proba(self, X):
         lp, ln = self._log_pos(X)
-        if lp.shape[1] == 1:
+        if lp.shape[1] == 1:  # quadrature: renormalise so the two classes sum to one exactly
             out = torch.cat([ln, lp], 1)
+            out = out - torch.logsumexp(out, 1, keepdim=True)
         else:  # one-vs-rest: normalise the per-class probabilities of "this class"
             out = lp - torch.logsumexp(lp, 1, keepdim=True)
         return out.cpu().numpy()

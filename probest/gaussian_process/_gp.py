@@ -182,29 +182,35 @@ class GPFit:
         if opt is None:
             opt = self.new_lbfgs(max_iter)
         n_eval = [0]
+        best = [math.inf, self.theta()]
+        inf = torch.tensor(math.inf, dtype=self.X.dtype, device=self.X.device)
 
         def closure():
             opt.zero_grad()
             with torch.no_grad():  # box like scikit-learn's (1e-5, 1e5) on log-hyperparameters
                 for p in params:
-                    p.clamp_(-THETA_BOUND, THETA_BOUND)
+                    p.nan_to_num_(nan=0.0).clamp_(-THETA_BOUND, THETA_BOUND)
             try:
                 loss = -self.objective(kind)
             except torch.linalg.LinAlgError:
-                loss = torch.tensor(math.inf, dtype=self.X.dtype, device=self.X.device)
-                return loss
+                return inf
             if not torch.isfinite(loss):
-                return torch.tensor(math.inf, dtype=self.X.dtype, device=self.X.device)
+                return inf
             loss.backward()
             n_eval[0] += 1
+            value = float(loss.detach())
+            if value < best[0]:
+                best[0], best[1] = value, self.theta()
             if log is not None:
-                log(-float(loss.detach()))
+                log(-value)
             return loss
 
-        self.n_evals += 0
         before = int(opt.state[opt._params[0]].get("n_iter", 0))
         opt.step(closure)
         self.n_evals += n_eval[0]
+        # L-BFGS may end on an unevaluated or failed point: keep the best evaluated theta
+        if math.isfinite(best[0]):
+            self.set_theta(best[1])
         return int(opt.state[opt._params[0]].get("n_iter", 0)) - before
 
     def new_lbfgs(self, max_iter: int):

@@ -94,7 +94,7 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
     def _jitter_duplicates(self, X, lik):
         """Duplicate rows with (near-)zero noise make the Gram matrix singular: jitter them."""
         _, first, counts = np.unique(X, axis=0, return_index=True, return_counts=True)
-        if np.all(counts == 1) or float(lik.noise) > 1e-8:
+        if np.all(counts == 1) or float(lik.noise.detach()) > 1e-8:
             return X
         warnings.warn("X has duplicate rows and the Gaussian noise is ~0; duplicates were "
                       "jittered by 1e-6 to keep the kernel matrix positive definite.",
