@@ -21,12 +21,12 @@ import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.mixture import GaussianMixture as SkGMM  # noqa: E402
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGMM
 
-from probest.mixture import FederatedGaussianMixture, GaussianMixture  # noqa: E402
+from probest.mixture import FederatedGaussianMixture, GaussianMixture
 
 
 def _rss() -> int:
