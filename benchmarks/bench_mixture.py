@@ -1,11 +1,12 @@
 """probest.mixture vs scikit-learn: time per EM iteration, final log-likelihood, peak memory.
 
-Same data, same initial parameters (weights/means/precisions from one k-means start passed
-to both as *_init; init_params="random" so the overridden initialisation is cheap), tol=0 so both run exactly the requested iterations.  Time per
-iteration = (time of a fit with 1 + m iterations - time of a fit with 1 iteration) / m,
-which removes the identical initialisation work.  Peak memory = peak resident set size
-above the level before the fit (sampled every 2 ms), which sees torch's and numpy's
-allocations alike.  Also: federated EM over 10 clients (local engine) vs pooled EM.
+Same data, same initial parameters (weights/means/precisions from one k-means start, passed
+to both as *_init; init_params="random" keeps the overridden initialisation cheap), tol=0
+so both run exactly the requested iterations.  Time per iteration: time stamps after every
+M-step (sklearn: a subclass hooking ``_m_step``; probest: ``history_``), median over three
+interleaved fits of each (the machine is shared).  Peak memory: peak resident set size
+above the level before the fit, sampled every 2 ms (sees torch and numpy allocations).
+Also: federated EM over 10 clients (local engine) vs pooled EM, per iteration.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_mixture.py            # n=200k, d=16, K=16
     OMP_NUM_THREADS=1 python benchmarks/bench_mixture.py --quick    # n=20k
