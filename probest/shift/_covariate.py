@@ -155,9 +155,10 @@ class _CovariateShiftBase(TorchEstimator):
         if sample_weight is not None:
             sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         Xt = self._check_target(X_target)
-        with self._fit_context() as ctx:
+        with self._fit_context() as ctx, self._progress(3, type(self).__name__) as prog:
             seed = ctx.seed % (2**31)
             log_r, self.ratio_estimator_ = self._log_ratio(X, Xt, sw, seed)
+            prog.log(stage="density_ratio")
             base_w = None if (isinstance(self.density_ratio, str) and self.density_ratio == "true") \
                 else sw
             if log_r is None:
@@ -187,9 +188,15 @@ class _CovariateShiftBase(TorchEstimator):
                     not has_fit_parameter(model0, "sample_weight"):
                 raise ValueError(f"{type(model0).__name__}.fit does not accept sample_weight, so "
                                  "it cannot be importance-weighted; use estimator='mle'.")
+            prog.log(stage="weights", effective_sample_size=self.effective_sample_size_)
             choice, mle, mwle = self._choose(model0, X, y, base_w, w_fit, log_r is not None)
+            chosen = mwle if choice == "mwle" else mle
+            ll = getattr(chosen, "loglik_", None)
+            prog.log(stage=f"fit_{choice}", **({} if ll is None else {"objective": ll}))
         self.estimator_used_ = choice
         self.estimator_ = mwle if choice == "mwle" else mle
+        n_it = getattr(self.estimator_, "n_iter_", None)
+        self.n_iter_ = int(np.max(n_it)) if n_it is not None else len(self.history_)
         fit_w = w_fit if choice == "mwle" else base_w
         self._finish(X, y, Xt, base_w, fit_w, choice)
         return self
@@ -274,7 +281,8 @@ class _CovariateShiftBase(TorchEstimator):
 
     def predict(self, X):
         """Predictions of the fitted (MLE or MWLE) model."""
-        return self.estimator_.predict(self._check_X(X))
+        X = self._check_X(X)
+        return self.estimator_.predict(X)
 
     def to_pyro(self, X):
         """The fitted conditional model ``p(y | X)`` as a Pyro distribution, ``batch_shape (n,)``.
@@ -315,6 +323,40 @@ class _CovariateShiftBase(TorchEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+    # -- persistence (probest.save / load): built-in bases only ------------------------------
+    def _get_fitted_state(self):
+        """State of self plus the fitted built-in base; ``ratio_estimator_`` is not saved."""
+        from probest._io import split_state
+
+        m = self.estimator_
+        if not isinstance(m, _WeightedGLM):
+            raise TypeError(f"only built-in bases can be saved without pickle, not "
+                            f"{type(m).__name__}; pickle the estimator instead.")
+        skip = ("estimator_", "ratio_estimator_")
+        fitted = {k: v for k, v in vars(self).items()
+                  if k.endswith("_") and not k.startswith("_") and k not in skip}
+        tensors, meta = split_state(fitted, owner=type(self).__name__)
+        sub_t, sub_m = m._get_fitted_state()
+        tensors.update({f"estimator_/{k}": v for k, v in sub_t.items()})
+        meta["__estimator__"] = {"class": type(m).__name__, "params": m.get_params(), "state": sub_m}
+        return tensors, meta
+
+    def _set_fitted_state(self, tensors, meta):
+        from probest._io import join_state
+
+        meta = dict(meta)
+        sub = meta.pop("__estimator__")
+        own = {k: v for k, v in tensors.items() if not k.startswith("estimator_/")}
+        for k, v in join_state(own, meta).items():
+            setattr(self, k, v)
+        classes = {c.__name__: c for c in (WeightedLinearRegression, WeightedLogisticRegression,
+                                           WeightedPoissonRegression, PhaseRetrievalRegression)}
+        m = classes[sub["class"]](**sub["params"])
+        m._set_fitted_state({k.removeprefix("estimator_/"): v for k, v in tensors.items()
+                             if k.startswith("estimator_/")}, sub["state"])
+        self.estimator_ = m
+        self.ratio_estimator_ = None
 
 
 def _mean_params(model) -> np.ndarray:
@@ -474,8 +516,16 @@ class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes; got only "
-                             f"{self.classes_[0]!r}.")
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes; got 1 class "
+                             f"({self.classes_[0]!r}).")
+        if sample_weight is not None:
+            sw = np.asarray(sample_weight, dtype=np.float64)
+            if sw.shape == y.shape and not np.any(sw > 0):
+                raise ValueError("sample_weight is zero for every sample; at least one must be "
+                                 "positive.")
+            if sw.shape == y.shape and len(np.unique(y[sw > 0])) < 2:
+                raise ValueError("only one class has positive sample_weight: at least 2 classes "
+                                 "with positive weight are needed.")
         y_fit = y
         if isinstance(self.base, torch.nn.Module):
             y_fit = np.searchsorted(self.classes_, y)
@@ -484,14 +534,16 @@ class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
 
     def predict_proba(self, X):
         """Class probabilities of the fitted model (columns in ``classes_`` order)."""
-        return np.asarray(self.estimator_.predict_proba(self._check_X(X)))
+        X = self._check_X(X)
+        return np.asarray(self.estimator_.predict_proba(X))
 
     def predict_log_proba(self, X):
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        P = self.predict_proba(X)
+        return self.classes_[np.argmax(P, axis=1)]
 
 
 CovariateShiftRegressor.__doc__ = (
