@@ -190,14 +190,16 @@ class _GPBase(TorchEstimator):
 
         fitted = {k: v for k, v in vars(self).items()
                   if k.endswith("_") and not k.startswith("_") and k not in self._NOT_SAVED}
-        fitted["gp_states_"] = [{
-            "X": f.X, "y": f.y, "Z": f.Z, "l1": f.l1, "l2": f.l2, "coef": f.coef,
+        fitted["gp_states_"] = [{  # one-vs-rest fits share X and Z: clone (safetensors)
+            "X": f.X.clone(), "y": f.y, "Z": f.Z, "l1": f.l1, "l2": f.l2, "coef": f.coef,
             "theta": f.theta(), "n_iter": f.n_iter, "converged": f.converged,
             "stopped_by": f.stopped_by, "offset": float(getattr(f.lik, "offset", 0.0)),
         } for f in self.gps_]
         for st in fitted["gp_states_"]:
             if st["Z"] is None:
                 del st["Z"]
+            else:
+                st["Z"] = st["Z"].clone()
         return split_state(fitted, owner=type(self).__name__)
 
     def _set_fitted_state(self, tensors, meta):

@@ -86,7 +86,7 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
         self.classes_ = np.unique(y)
         if self.classes_.size < 2:
             raise ValueError(
-                f"y has a single class ({self.classes_[0]!r}); GP classification needs at "
+                f"y has only one class ({self.classes_[0]!r}); GP classification needs at "
                 "least two classes in the training labels.")
         problems = ([self.classes_[1]] if self.classes_.size == 2 else list(self.classes_))
         with self._fit_context() as ctx:
@@ -111,6 +111,7 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
         return lik.log_tilted(one, m, v), lik.log_tilted(-one, m, v)
 
     def predict_log_proba(self, X):
+        check_is_fitted(self)
         lp, ln = self._log_pos(X)
         if lp.shape[1] == 1:  # quadrature: renormalise so the two classes sum to one exactly
             out = torch.cat([ln, lp], 1)
@@ -123,6 +124,7 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
         return np.exp(self.predict_log_proba(X))
 
     def predict(self, X):
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
 
     def log_predictive_density(self, X, y):

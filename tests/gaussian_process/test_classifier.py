@@ -209,7 +209,7 @@ def test_sparse_hybrid_20k_under_two_minutes():
 # --- bad input ----------------------------------------------------------------------------
 def test_bad_inputs_raise_clear_errors(moons):
     X, y = moons
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="only one class"):
         GaussianProcessClassifier().fit(X, np.zeros(len(X)))
     Xn = X.copy()
     Xn[0, 0] = np.nan
