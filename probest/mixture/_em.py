@@ -40,6 +40,8 @@ class ChunkedData:
         auto = max(256, budget // per_row)
         self.chunk = int(min(batch_size, auto) if self.streamed else auto)
         self._w_host = None if sample_weight is None else np.asarray(sample_weight, float)
+        #: per-chunk derived features reused across EM iterations (see e_step_stats)
+        self.cache = None if self.streamed else {}
         if self.streamed:
             self._X = None
             self._w = None

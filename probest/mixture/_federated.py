@@ -276,6 +276,12 @@ class FederatedGaussianMixture(GaussianMixture):
     def predict(self, X, client=None):
         return self._weighted_log_prob(X, client).argmax(1).cpu().numpy()
 
+    def to_pyro(self, client=None):
+        """``MixtureSameFamily`` of client ``client`` (pooled weights if None); frozen."""
+        check_is_fitted(self)
+        w = torch.exp(self._client_log_weights(client))
+        return _base.pyro_mixture(_base.params_from_numpy(self), w)
+
     def novelty_score(self, X, client=None):
         """``-log p_c(x)``: larger means more novel (use as the positive-class score)."""
         return -self.score_samples(X, client=client)

@@ -207,18 +207,53 @@ def e_step_stats(
     params: GaussParams,
     ref: torch.Tensor,
 ) -> SuffStats:
-    """E-step over a stream of ``(X_chunk, sample_weight_chunk | None)``: summed statistics."""
+    """E-step over a stream of ``(X_chunk, sample_weight_chunk | None)``: summed statistics.
+
+    For diagonal covariances the centred features ``[x - ref, (x - ref)^2]`` of each chunk
+    are cached on ``chunks.cache`` (when the data are not streamed): the E-step is then one
+    GEMM against them and the statistics another.
+    """
     total = None
-    for X, w in chunks:
-        log_prob = log_gaussian_prob(X, params) + log_weights
-        log_norm = torch.logsumexp(log_prob, dim=1)
-        resp = torch.exp(log_prob - log_norm.unsqueeze(1))
-        ll = log_norm.sum() if w is None else (log_norm * w).sum()
-        st = stats_from_resp(X, resp, ref, params.covariance_type, w, ll)
+    diag = params.covariance_type == "diag"
+    cache = getattr(chunks, "cache", None) if diag else None
+    for i, (X, w) in enumerate(chunks):
+        if diag:
+            F = None if cache is None else cache.get(i)
+            if F is None or F[0] is not ref:
+                Xc = X - ref
+                F = (ref, torch.cat([Xc, Xc * Xc], 1))
+                if cache is not None:
+                    cache[i] = F
+            st = _diag_stats(F[1], w, log_weights, params, ref)
+        else:
+            log_prob = log_gaussian_prob(X, params) + log_weights
+            log_norm = torch.logsumexp(log_prob, dim=1)
+            resp = torch.exp(log_prob - log_norm.unsqueeze(1))
+            ll = log_norm.sum() if w is None else (log_norm * w).sum()
+            st = stats_from_resp(X, resp, ref, params.covariance_type, w, ll)
         total = st if total is None else total + st
     if total is None:
         raise ValueError("A client holds no samples; remove empty clients before fitting.")
     return total
+
+
+def _diag_stats(F, w, log_weights, params: GaussParams, ref) -> SuffStats:
+    """Diagonal-covariance E-step on centred features ``F = [x - ref, (x - ref)^2]``."""
+    d = F.shape[1] // 2
+    mc = params.means - ref
+    prec = params.precisions_cholesky**2
+    A = torch.cat([-2.0 * (mc * prec).T, prec.T], 0)  # (2d, K)
+    maha = F @ A + ((mc**2) * prec).sum(1)
+    log_det = log_det_cholesky(params.precisions_cholesky, "diag", d)
+    log_prob = -0.5 * (d * math.log(2 * math.pi) + maha) + log_det + log_weights
+    log_norm = torch.logsumexp(log_prob, dim=1)
+    R = torch.exp(log_prob - log_norm.unsqueeze(1))
+    if w is not None:
+        R = R * w.unsqueeze(1)
+    S = R.T @ F  # (K, 2d)
+    n = F.new_tensor(float(F.shape[0])) if w is None else w.sum()
+    ll = log_norm.sum() if w is None else (log_norm * w).sum()
+    return SuffStats(n, R.sum(0), S[:, :d].contiguous(), S[:, d:].contiguous(), ll)
 
 
 def m_step(

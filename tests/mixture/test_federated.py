@@ -160,3 +160,13 @@ def test_measured_numbers_for_report(fed, capsys):
             np.abs(f.client_weights_[:, perm] - b.weights).max())
     print("recovery max errors means/cov/weights:", errs)
     assert all(np.isfinite(errs))
+
+
+def test_client_to_pyro_matches_score_samples(fed):
+    import torch
+
+    f = FederatedGaussianMixture(3, random_state=0, device="cpu").fit(fed.X)
+    d = f.to_pyro(client=4)
+    assert d.event_shape == (4,)
+    np.testing.assert_allclose(d.log_prob(torch.tensor(fed.X[4])).numpy(),
+                               f.score_samples(fed.X[4], client=4), atol=1e-10)
