@@ -143,3 +143,15 @@ def test_bad_input_messages(blobs):
         GaussianMixture(3, means_init=np.zeros((2, 3)), device="cpu").fit(blobs)
     with pytest.raises(ValueError, match="covariance_type"):
         GaussianMixture(3, covariance_type="bogus").fit(blobs)
+
+
+def test_empty_component_keeps_previous_parameters_with_warning(blobs):
+    means = np.array([[0.0, 0, 0], [4, 4, 0], [1e4, 1e4, 1e4]])  # third far from all data
+    g = GaussianMixture(3, means_init=means, max_iter=5, tol=1e-12, device="cpu")
+    with pytest.warns(UserWarning, match="no responsibility mass"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            g.fit(blobs)
+    assert np.isfinite(g.means_).all() and np.isfinite(g.covariances_).all()
+    assert g.weights_[2] < 1e-10
+    np.testing.assert_allclose(g.means_[2], means[2])  # kept, not collapsed onto the data
