@@ -5,7 +5,9 @@ to both as *_init; init_params="random" keeps the overridden initialisation chea
 so both run exactly the requested iterations.  Time per iteration: time stamps after every
 M-step (sklearn: a subclass hooking ``_m_step``; probest: ``history_``), median over three
 interleaved fits of each (the machine is shared).  Peak memory: peak resident set size
-above the level before the fit, sampled every 2 ms (sees torch and numpy allocations).
+above the level before the fit, sampled every 2 ms (sees torch and numpy allocations),
+measured in a fresh child process per fit so that memory freed by earlier fits is not
+reused and hidden.
 Also: federated EM over 10 clients (local engine) vs pooled EM, per iteration.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_mixture.py            # n=200k, d=16, K=16
@@ -96,17 +98,54 @@ def timed_fits(makers: dict, X, iters, rounds=3):
     return ests, {k: float(np.median(v)) for k, v in times.items()}, mem
 
 
+def make_data(n, d=16, K=16):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, d)) + 3.0 * rng.normal(size=(K, d))[rng.integers(0, K, n)]
+
+
+def _mem_child(kind: str, cov: str, n: int, iters: int) -> None:
+    """Child process: one fit, print its peak RSS increase in MiB."""
+    torch.set_num_threads(1)
+    K = 16
+    X = make_data(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        init = SkGMM(K, covariance_type=cov, max_iter=1, random_state=0).fit(X[:20_000])
+        kw = dict(covariance_type=cov, weights_init=init.weights_, means_init=init.means_,
+                  precisions_init=init.precisions_, tol=0.0, init_params="random",
+                  random_state=0, max_iter=1 + iters)
+        make = (lambda **k: SkGMM(K, **k)) if kind == "sk" else (
+            lambda **k: GaussianMixture(K, device="cpu", **k))
+        make(**{**kw, "max_iter": 1}).fit(X[:2000])  # warm-up: library start-up allocations
+        est = make(**kw)
+        with PeakRSS() as m:
+            est.fit(X)
+    print(f"{m.mib:.1f}")
+
+
+def child_peak_mib(kind, cov, n, iters) -> float:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, __file__, "--mem-child", kind, cov, "--n", str(n),
+                          "--iters", str(iters)], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=int, default=200_000)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--mem-child", nargs=2, metavar=("KIND", "COV"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     n, d, K = (20_000 if a.quick else a.n), 16, 16
     iters = 3 if a.quick else a.iters
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(n, d)) + 3.0 * rng.normal(size=(K, d))[rng.integers(0, K, n)]
+    if a.mem_child:
+        return _mem_child(a.mem_child[0], a.mem_child[1], n, iters)
+    X = make_data(n, d, K)
     print(f"n={n} d={d} K={K}, {iters} EM iterations after identical initialisation, "
           f"1 thread, torch {torch.__version__}\n")
     print("| covariance | sklearn s/iter | probest s/iter | speed-up | sklearn loglik | "
@@ -119,10 +158,11 @@ def main(argv=None):
         kw = dict(covariance_type=cov, weights_init=init.weights_, means_init=init.means_,
                   precisions_init=init.precisions_, tol=0.0, init_params="random",
                   random_state=0)
-        ests, t, mem = timed_fits({
+        ests, t, _ = timed_fits({
             "sk": lambda m, kw=kw: TimedSkGMM(K, max_iter=m, **kw),
             "pb": lambda m, kw=kw: GaussianMixture(K, max_iter=m, device="cpu", **kw),
         }, X, iters)
+        mem = {k: child_peak_mib(k, cov, n, iters) for k in ("sk", "pb")}
         print(f"| {cov} | {t['sk']:.3f} | {t['pb']:.3f} | {t['sk'] / t['pb']:.2f}x | "
               f"{ests['sk'].score(X):.6f} | {ests['pb'].score(X):.6f} | {mem['sk']:.0f} | "
               f"{mem['pb']:.0f} |")
