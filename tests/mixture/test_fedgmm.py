@@ -71,7 +71,7 @@ def test_new_client_adaptation_and_novelty(fitted):
     lo, hi = Xn.min(0), Xn.max(0)
     out = rng.uniform(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), size=(300, 4))
     auc = roc_auc(-f2.novelty_score(Xn, client="new"), -f2.novelty_score(out, client="new"))
-    assert auc >= 0.95
+    assert auc >= 0.98  # measured 0.993
 
 
 def test_torch_module_expert_and_pca_phi():
