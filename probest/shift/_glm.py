@@ -230,7 +230,7 @@ class _WeightedGLM(TorchEstimator):
             coef, _ = self._split(th, d)
             return (wt * self._sample_nll(th, Xt, yt)).sum() + 0.5 * self.alpha * (coef**2).sum()
 
-        G = torch.func.jacrev(lambda th: self._sample_nll(th, Xt, yt))(theta)
+        G = torch.func.jacfwd(lambda th: self._sample_nll(th, Xt, yt))(theta)
         H = torch.func.hessian(objective)(theta)
         return to_numpy(G), to_numpy(0.5 * (H + H.T))
 

@@ -130,7 +130,7 @@ class _TorchLikelihoodModel(TorchEstimator):
         w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
         Xt, yt, wt = self._tensor(X), self._y_tensor(y), self._tensor(w)
         theta = self._tensor(self.theta_)
-        G = torch.func.jacrev(lambda th: self._sample_nll(th, Xt, yt))(theta)
+        G = torch.func.jacfwd(lambda th: self._sample_nll(th, Xt, yt))(theta)
         H = torch.func.hessian(lambda th: (wt * self._sample_nll(th, Xt, yt)).sum())(theta)
         return to_numpy(G), to_numpy(0.5 * (H + H.T))
 
