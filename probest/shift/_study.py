@@ -91,3 +91,42 @@ def replicate(setup: str, n: int, n_reps: int, methods: Sequence[str], seed: int
     res = {m: np.asarray(v) for m, v in out.items()}
     res.update({f"{m}_time": np.asarray(v) for m, v in times.items()})
     return res
+
+
+def risk_curves(ns, reps, methods=("mle", "mwle_true", "mwle_logistic")):
+    """``{setup: {n: replicate(...)}}`` for B1 and B2 (paired draws, seed 3)."""
+    return {s: {n: replicate(s, n, reps, list(methods), seed=3) for n in ns} for s in ("B1", "B2")}
+
+
+def plot_risk_vs_n(curves, path) -> str:
+    """Log-log risk-vs-n panels (B1, B2) with standard-error bars; returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from probest.viz import savefig
+
+    labels = {"mle": "MLE", "mwle_true": "MWLE (true w)", "mwle_logistic": "MWLE (logistic ratio)"}
+    titles = {"B1": "B1: well-specified linear, unbounded ratio",
+              "B2": "B2: misspecified (Shimodaira), linear model"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (setup, by_n) in zip(axes, curves.items(), strict=True):
+        ns = np.array(sorted(by_n))
+        for m, lab in labels.items():
+            mean = np.array([by_n[n][m].mean() for n in ns])
+            se = np.array([by_n[n][m].std(ddof=1) / np.sqrt(len(by_n[n][m])) for n in ns])
+            ax.errorbar(ns, mean, yerr=se, marker="o", capsize=3, label=lab)
+        if setup == "B1":
+            ax.plot(ns, 8.25 / ns, "k--", lw=1, label="Tr(I_T I_S^-1)/n = 8.25/n")
+        else:
+            ax.plot(ns, 0.4 / ns, "k--", lw=1, label="0.4/n")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("source sample size n")
+        ax.set_ylabel("exact target excess risk")
+        ax.set_title(titles[setup], fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return savefig(fig, path)
