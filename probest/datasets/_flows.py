@@ -36,6 +36,6 @@ def make_flow_toy(n_samples=1000, kind="moons", noise=0.05, scale=1.5, random_st
         X = np.stack([t * np.cos(t), t * np.sin(t)], 1) / 3.0
     else:
         x1 = rng.uniform(-2, 2, n)
-        x2 = rng.uniform(0, 1, n) + rng.integers(0, 2, n) * 2 - 2 + (np.floor(x1) % 2)
+        x2 = rng.uniform(0, 1, n) + rng.randint(0, 2, n) * 2 - 2 + (np.floor(x1) % 2)
         X = np.stack([x1, x2], 1)
     return X + noise * rng.standard_normal(X.shape)
