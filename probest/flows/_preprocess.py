@@ -120,11 +120,11 @@ def dequantization_noise(
     if kind == "uniform":
         return u, torch.zeros(shape[:-1], dtype=dtype, device=device)
     mu, sd = 0.5, 0.25
-    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=dtype, device=device), 1.0)
-    lo, hi = normal.cdf(torch.tensor(-mu / sd)), normal.cdf(torch.tensor((1 - mu) / sd))
-    p = lo + (hi - lo) * u
+    phi = lambda v: 0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))  # noqa: E731
+    lo, hi = phi(-mu / sd), phi((1 - mu) / sd)
     eps = torch.finfo(dtype).eps
-    x = mu + sd * normal.icdf(p.clamp(eps, 1 - eps))
-    x = x.clamp(0.0, 1.0 - eps)
-    logq = normal.log_prob((x - mu) / sd) - math.log(sd) - torch.log(hi - lo)
+    p = (lo + (hi - lo) * u).clamp(eps, 1 - eps)
+    x = (mu + sd * math.sqrt(2.0) * torch.erfinv(2 * p - 1)).clamp(0.0, 1.0 - eps)
+    z = (x - mu) / sd
+    logq = -0.5 * z * z - 0.5 * math.log(2 * math.pi) - math.log(sd) - math.log(hi - lo)
     return x, logq.sum(-1)
