@@ -170,6 +170,7 @@ class _CovariateShiftBase(TorchEstimator):
             else:
                 w = process_log_weights(log_r, clip=self.clip, flatten=self.flatten,
                                         normalize=self.normalize)
+            self._w_ratio = w
             if base_w is not None:
                 w = w * base_w
                 if not np.any(w > 0):
@@ -194,6 +195,7 @@ class _CovariateShiftBase(TorchEstimator):
             chosen = mwle if choice == "mwle" else mle
             ll = getattr(chosen, "loglik_", None)
             prog.log(stage=f"fit_{choice}", **({} if ll is None else {"objective": ll}))
+        del self._w_ratio
         self.estimator_used_ = choice
         self.estimator_ = mwle if choice == "mwle" else mle
         n_it = getattr(self.estimator_, "n_iter_", None)
@@ -233,11 +235,9 @@ class _CovariateShiftBase(TorchEstimator):
             return choice, mle, mwle
         from probest.shift._iwcv import importance_weighted_cv
 
-        kw = {"importance_weights": w_fit, "sample_weight": sw, "random_state": 0}
+        kw = {"importance_weights": self._w_ratio, "sample_weight": sw, "random_state": 0}
         base = model0
-        l_mle = importance_weighted_cv(base, X, y, fit_weighted=False, **kw)["loss"] \
-            if sw is None else importance_weighted_cv(base, X, y, **{**kw, "importance_weights":
-                                                                      np.ones(len(X))})["loss"]
+        l_mle = importance_weighted_cv(base, X, y, fit_weighted=False, **kw)["loss"]
         l_mwle = importance_weighted_cv(base, X, y, fit_weighted=True, **kw)["loss"]
         choice = "mwle" if l_mwle < l_mle else "mle"
         self.auto_decision_ = {"rule": "importance_weighted_cv", "mle_loss": l_mle,

@@ -65,10 +65,12 @@ def importance_weighted_cv(
         ``w(x_i)`` for the source rows.  Otherwise estimated from ``X_target`` with
         ``DensityRatioEstimator(density_ratio)`` (a method name or an estimator).
     sample_weight : array, optional
-        Extra per-row weights (e.g. repetitions) multiplying the importance weights.
+        Per-row base weights (e.g. repetitions): every fit uses them, and they multiply the
+        importance weights in the validation losses.
     fit_weighted : bool, default=True
-        Fit each fold with ``sample_weight = w`` (importance-weighted training, MWLE) or
-        unweighted (MLE).  Validation losses are importance-weighted either way.
+        Fit each fold with ``sample_weight = w * sample_weight`` (importance-weighted training,
+        MWLE) or with ``sample_weight`` alone (MLE).  Validation losses are
+        importance-weighted either way.
     cv : int, default=5
         Number of (stratified for classifiers) shuffled folds.
     loss : {"squared_error", "absolute_error", "log_loss", "zero_one"} or callable
@@ -96,14 +98,16 @@ def importance_weighted_cv(
         check_consistent_length(X, w)
         if np.any(~np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
             raise ValueError("importance_weights must be finite, non-negative and not all zero.")
-    if sample_weight is not None:
-        w = w * np.asarray(sample_weight, dtype=np.float64)
+    s = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if s is not None:
+        check_consistent_length(X, s)
+        w = w * s
     loss = loss if loss is not None else ("log_loss" if is_classifier(estimator) else "squared_error")
     if not callable(loss) and loss not in _LOSSES:
         raise ValueError(f"loss={loss!r} is unknown; use one of {_LOSSES} or a callable.")
-    if fit_weighted and not has_fit_parameter(estimator, "sample_weight"):
+    if (fit_weighted or s is not None) and not has_fit_parameter(estimator, "sample_weight"):
         raise ValueError(f"{type(estimator).__name__}.fit does not accept sample_weight; "
-                         "use fit_weighted=False.")
+                         "use fit_weighted=False without sample_weight.")
     splitter = (StratifiedKFold if is_classifier(estimator) else KFold)(
         n_splits=cv, shuffle=True, random_state=random_state)
     losses = []
@@ -111,6 +115,8 @@ def importance_weighted_cv(
         est = clone(estimator)
         if fit_weighted:
             est.fit(X[train], y[train], sample_weight=w[train] / w[train].mean())
+        elif s is not None:
+            est.fit(X[train], y[train], sample_weight=s[train])
         else:
             est.fit(X[train], y[train])
         wv = w[val]

@@ -107,6 +107,11 @@ def test_sklearn_base_equals_weighted_fit(b2):
     dec = auto.auto_decision_
     assert dec["rule"] == "importance_weighted_cv" and dec["mwle_loss"] < dec["mle_loss"]
     assert auto.estimator_used_ == "mwle"
+    # integer sample weights = repeated rows: doubling every row changes nothing
+    twice = CovariateShiftRegressor(LinearRegression(), random_state=0).fit(
+        b2.X_source, b2.y_source, X_target=b2.X_target, sample_weight=np.full(400, 2.0))
+    assert twice.auto_decision_["mle_loss"] == pytest.approx(dec["mle_loss"], rel=1e-10)
+    assert twice.auto_decision_["mwle_loss"] == pytest.approx(dec["mwle_loss"], rel=1e-10)
 
 
 def test_classifier_logistic_and_multiclass():
