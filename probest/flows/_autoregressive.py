@@ -170,6 +170,12 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
             self.n_features_in_, module=model, support=support,
         )
 
+    def _cli_default_data(self):
+        """Data for ``probest fit AutoregressiveDLMEstimator`` without --data: digits levels."""
+        from sklearn.datasets import load_digits
+
+        return load_digits().data.astype(float), None, "load_digits (17 integer levels)"
+
     def _get_fitted_state(self):
         tensors = {f"model.{k}": v.detach().cpu() for k, v in self.model_.state_dict().items()}
         meta = {"n_features_in_": int(self.n_features_in_), "n_levels_": int(self.n_levels_),

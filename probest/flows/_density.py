@@ -298,6 +298,12 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
                                      has_rsample=model.has_rsample)
 
     # --- saving without pickle -------------------------------------------------------------
+    def _cli_default_data(self):
+        """Data for ``probest fit FlowDensityEstimator`` without --data: two moons."""
+        from probest.datasets import make_flow_toy
+
+        return make_flow_toy(2000, random_state=0), None, "two moons (make_flow_toy)"
+
     def _get_fitted_state(self):
         from probest._io import split_state
 

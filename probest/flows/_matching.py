@@ -237,6 +237,12 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
 
         return EstimatorDistribution(log_prob, sample, self.n_features_in_, module=model)
 
+    def _cli_default_data(self):
+        """Data for ``probest fit FlowMatchingEstimator`` without --data: two moons."""
+        from probest.datasets import make_flow_toy
+
+        return make_flow_toy(2000, random_state=0), None, "two moons (make_flow_toy)"
+
     def _get_fitted_state(self):
         from probest._io import split_state
 
