@@ -12,10 +12,15 @@ Protocol (one Flower round per step; arrays travel as float64 numpy, so nothing 
    statistics that arrived and runs the M-step.  Personalised weights ``pi_c`` stay on the
    client (it updates them from its own ``nk``); the server also records them by client id.
 
-Partial participation / dropped clients: the server adds the statistics that *arrived*; a
-client that fails or times out (``round_timeout``) is listed in ``dropped_clients_`` and its
-last weights are kept.  If fewer than ``min_clients`` results arrive the fit stops with a
-clear ``RuntimeError`` instead of producing a model from too little data.
+Partial participation (``client_fraction < 1``): each EM round asks a random subset of the
+connected clients (at least ``min_clients``); the server keeps every client's latest
+statistics and runs the M-step on their sum — incremental EM (Neal & Hinton, 1998), whose
+fixed points are those of full EM — so no round forgets the data of clients that sat it out.
+
+Dropped clients: a client that fails or times out (``round_timeout``) is listed in
+``dropped_clients_``, its statistics leave the sum (the round uses the statistics that
+arrived) and its last weights are kept.  If fewer than ``min_clients`` results arrive the
+fit stops with a clear ``RuntimeError`` instead of producing a model from too little data.
 """
 
 from __future__ import annotations
@@ -106,7 +111,8 @@ class GMMClient(NumPyClient):
 class GMMStrategy(Strategy):
     """Flower strategy whose aggregation is the EM M-step on summed statistics."""
 
-    def __init__(self, est, *, min_clients: int, seed: int, given: dict):
+    def __init__(self, est, *, min_clients: int, seed: int, given: dict,
+                 client_fraction: float = 1.0):
         self.est = est
         self.min_clients = int(min_clients)
         self.seed = int(seed)
@@ -122,6 +128,10 @@ class GMMStrategy(Strategy):
         self.dropped: list[tuple[int, str]] = []
         self.error: str | None = None
         self.history: list[dict] = []
+        self.client_fraction = float(client_fraction)
+        self.latest: dict[str, SuffStats] = {}  # each client's most recent statistics
+        self.proxy_to_client: dict[str, str] = {}
+        self._asked: list[str] = []
 
     # -- Strategy API ------------------------------------------------------------------
     def initialize_parameters(self, client_manager):
@@ -131,7 +141,7 @@ class GMMStrategy(Strategy):
         if self.done:
             return []
         client_manager.wait_for(self.min_clients, timeout=self.est.round_timeout)
-        clients = client_manager.all().values()
+        clients = [c for _, c in sorted(client_manager.all().items())]
         if len(clients) < self.min_clients:
             self.error = (f"only {len(clients)} Flower clients connected, fewer than "
                           f"min_clients={self.min_clients}")
@@ -150,6 +160,14 @@ class GMMStrategy(Strategy):
             p = self.params
             arrays = [p.means.numpy(), p.covariances.numpy(), p.precisions_cholesky.numpy(),
                       self.ref.numpy(), torch.log(self.weights).numpy()]
+        # the first EM round asks everyone, so every client's latest statistics are E-step
+        # statistics (not the initial hard assignment) before subsets start
+        if self.stage == "em" and self.client_fraction < 1.0 and self.n_iter >= 1:
+            k = max(self.min_clients, math.ceil(self.client_fraction * len(clients)))
+            rng = np.random.default_rng([self.seed, server_round])
+            pick = np.sort(rng.choice(len(clients), size=min(k, len(clients)), replace=False))
+            clients = [clients[i] for i in pick]
+        self._asked = [c.cid for c in clients]
         ins = FitIns(ndarrays_to_parameters(arrays), cfg)
         return [(c, ins) for c in clients]
 
@@ -164,6 +182,12 @@ class GMMStrategy(Strategy):
                           f"{self.min_clients}; the model was not updated")
             self.done = True
             return None, {}
+        for proxy, r in results:
+            self.proxy_to_client[proxy.cid] = str(r.metrics["client_id"])
+        answered = {proxy.cid for proxy, _ in results}
+        for cid in self._asked:  # asked but no answer: its statistics leave the sum
+            if cid not in answered:
+                self.latest.pop(self.proxy_to_client.get(cid, ""), None)
         arrays = [(parameters_to_ndarrays(r.parameters), r.metrics, r.num_examples)
                   for _, r in results]
         arrays.sort(key=lambda t: str(t[1]["client_id"]))  # order-independent sums
@@ -181,7 +205,10 @@ class GMMStrategy(Strategy):
             return ndarrays_to_parameters([]), {}
         like = SuffStats.zeros(self.K, self.ref.shape[0], self.ct, dtype=_DT)
         local = {str(m["client_id"]): like.unflatten(_t(a[0])) for a, m, _ in arrays}
-        total = sum(local[k] for k in sorted(local))
+        if self.stage == "init2":
+            self.latest = {}
+        self.latest.update(local)
+        total = sum(self.latest[k] for k in sorted(self.latest))
         weights, params, _ = m_step(total, self.ref, self.ct, self.est.reg_covar,
                                     previous=self.params)
         for cid, st in local.items():
@@ -197,7 +224,7 @@ class GMMStrategy(Strategy):
         self.params, self.weights = params, weights
         self.n_iter += 1
         self.history.append({"iter": self.n_iter, "objective": self.lower_bound,
-                             "clients": len(results)})
+                             "clients": len(results), "in_model": len(self.latest)})
         if abs(self.lower_bound - prev) < self.est.tol:
             self.converged, self.done = True, True
         elif self.n_iter >= self.est.max_iter:

@@ -68,12 +68,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def serve(est, server_address: str, min_clients: int, *, n_features: int | None = None):
+def serve(est, server_address: str, min_clients: int, *, n_features: int | None = None,
+          client_fraction: float = 1.0):
     """Run the Flower server for ``est`` (a FederatedGaussianMixture) until EM stops.
 
     Blocks; returns ``est`` fitted.  ``min_clients`` clients must connect before a round
     starts and must answer in every round (others may drop: see ``dropped_clients_``).
+    ``client_fraction < 1`` asks a random subset of clients in each EM round (incremental
+    EM on every client's latest statistics).  ``n_features`` is needed only to check
+    ``weights_init``/``means_init``/``precisions_init``.
     """
+    if not 0.0 < client_fraction <= 1.0:
+        raise ValueError(f"client_fraction must be in (0, 1], got {client_fraction}.")
     impl = _impl()
     import torch
     from flwr.server import ServerConfig, start_server
@@ -87,7 +93,8 @@ def serve(est, server_address: str, min_clients: int, *, n_features: int | None 
     user = {}
     if n_features is not None:
         user = _base.user_params(est, n_features, "cpu", torch.float64)
-    strategy = impl.GMMStrategy(est, min_clients=min_clients, seed=seed, given={"user": user})
+    strategy = impl.GMMStrategy(est, min_clients=min_clients, seed=seed, given={"user": user},
+                                client_fraction=client_fraction)
     config = ServerConfig(num_rounds=est.max_iter + 2, round_timeout=est.round_timeout)
     handlers = {}
     if threading.current_thread() is threading.main_thread():
@@ -151,7 +158,7 @@ def run_client(server_address: str, X, client_id=None, *, drop_at_round: int | N
 
 
 def fit_local_deployment(est, parts, ids, *, drop: dict | None = None,
-                         min_clients: int | None = None):
+                         min_clients: int | None = None, client_fraction: float = 1.0):
     """A real Flower run on this machine: server here, one client process per client."""
     _impl()
     port = free_port()
@@ -175,7 +182,8 @@ def fit_local_deployment(est, parts, ids, *, drop: dict | None = None,
             est.n_features_in_ = parts[0].shape[1]
             if min_clients is None:
                 min_clients = len(parts) - len(drop)
-            serve(est, address, min_clients=min_clients, n_features=parts[0].shape[1])
+            serve(est, address, min_clients=min_clients, n_features=parts[0].shape[1],
+                  client_fraction=client_fraction)
         finally:
             for p in procs:
                 try:

@@ -125,3 +125,23 @@ def test_flower_too_few_results_fail_clearly():
     st = _flower_impl.GMMStrategy(est, min_clients=3, seed=0, given={})
     params, _ = st.aggregate_fit(1, results=[], failures=[RuntimeError("x")] * 3)
     assert params is None and st.done and "fewer than min_clients=3" in st.error
+
+
+def test_flower_partial_participation_reaches_full_em_fixed_point():
+    pytest.importorskip("flwr")
+    from probest.mixture.flower import fit_local_deployment
+
+    b = make_federated_gmm(3, 300, 3, 4, concentration=0.7, random_state=0)
+    kw = dict(random_state=0, tol=1e-9, max_iter=80, device="cpu")
+    est = FederatedGaussianMixture(3, engine="flower", **kw)
+    fit_local_deployment(est, b.X, [0, 1, 2], min_clients=2, client_fraction=0.5)
+    asked = [h["clients"] for h in est.history_]
+    assert asked[0] == 3 and set(asked[1:]) == {2}  # 2 of 3 clients per round after the first
+    assert all(h["in_model"] == 3 for h in est.history_)  # nobody's data is forgotten
+    full = FederatedGaussianMixture(3, **kw).fit(b.X)
+    from probest.metrics import match_components
+
+    perm = match_components(full.means_, est.means_)  # the two inits may order components
+    # incremental EM has the fixed points of full EM
+    np.testing.assert_allclose(est.means_[perm], full.means_, atol=1e-6)
+    np.testing.assert_allclose(est.client_weights_[:, perm], full.client_weights_, atol=1e-6)
