@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.stats import chi2
 from sklearn.base import ClassifierMixin, RegressorMixin, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -115,7 +116,7 @@ class _CovariateShiftBase(TorchEstimator):
             else:
                 try:
                     check_is_fitted(dr)
-                except Exception:
+                except NotFittedError:
                     return None, None
                 est = dr
             return est.predict_log_ratio(self._ratio_features(X)), est
