@@ -199,11 +199,11 @@ def initial_params(clients, K, cov_type, reg_covar, method, seed, gen, init_rows
     else:
         rng = np.random.default_rng(seed)
         rows = [cl.sample_rows(init_rows, rng) for cl in clients]
-        n_total = sum(engine.gather(len(clients)))
-        if n_total == 1:
+        counts = engine.gather(len(clients))
+        if sum(counts) == 1:
             centers = _kmeans_centers(rows[0], K, method, seed)
         else:
-            offset = sum(engine.gather(len(clients))[: engine.rank])
+            offset = sum(counts[: engine.rank])
             mine = [client_summary(X, K, seed + offset + c) for c, X in enumerate(rows)]
             allsum = [s for part in engine.gather(mine) for s in part]
             centers = (centers_from_summaries(allsum, K, method, seed)
