@@ -38,6 +38,13 @@ class Marginals:
         return (self.var - self.var_site).clamp_min(0.0)
 
 
+def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(max(x, 0))`` with a zero (not NaN) gradient where ``x <= 0``."""
+    pos = x > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, x, torch.ones_like(x))),
+                       torch.zeros_like(x))
+
+
 def _eval_kernel(kernel, a, b=None) -> torch.Tensor:
     out = kernel(a, a if b is None else b)
     return out.to_dense() if hasattr(out, "to_dense") else out
@@ -66,7 +73,7 @@ class FullEngine:
                 and not (l1.requires_grad or l2.requires_grad)):
             mu, var, log_zq, L, s, alpha = _FrozenSites.apply(K, l1, l2)
             return Marginals(mu, var, var, log_zq, {"L": L, "s": s, "alpha": alpha})
-        s = torch.sqrt(l2.clamp_min(0.0))
+        s = _safe_sqrt(l2)
         B = torch.eye(K.shape[0], dtype=K.dtype, device=K.device) + s[:, None] * K * s[None, :]
         L = torch.linalg.cholesky(B)
         kl1 = K @ l1
@@ -114,7 +121,7 @@ class _FrozenSites(torch.autograd.Function):
     @staticmethod
     def forward(ctx, K, l1, l2):
         n = K.shape[0]
-        s = torch.sqrt(l2.clamp_min(0.0))
+        s = _safe_sqrt(l2)
         B = torch.eye(n, dtype=K.dtype, device=K.device) + s[:, None] * K * s[None, :]
         L = torch.linalg.cholesky(B)
         A = s[:, None] * torch.cholesky_inverse(L) * s[None, :]

@@ -45,6 +45,10 @@ class Options:
     tol: float = 1e-4
 
 
+class _Abort(Exception):
+    """Raised inside an L-BFGS closure to end the step (the best theta is restored)."""
+
+
 class GPFit:
     """A latent GP, its likelihood, its sites and the fitted hyperparameters."""
 
@@ -133,7 +137,7 @@ class GPFit:
         fn = E.ep_energy if kind == "ep" else E.elbo
         return fn(q, l1, l2, self.lik, self.y)
 
-    def e_step(self, n_steps: int, engine=None, converge: bool = False):
+    def e_step(self, n_steps: int, engine=None, converge: bool = False, max_steps: int = 2000):
         """Update the sites with the mode's own rule (no gradients)."""
         with torch.no_grad():
             engine = engine or self.engine()
@@ -144,7 +148,7 @@ class GPFit:
                 f, self.coef, _, _ = E.newton_mode(engine, self.lik, self.y, self.coef)
                 self.l1, self.l2 = E.laplace_sites(f, self.lik, self.y)
                 return
-            steps = 2000 if converge else n_steps
+            steps = max_steps if converge else n_steps
             for _ in range(steps):
                 q = engine.marginals(self.l1, self.l2)
                 if self.mode == "ep":
@@ -154,7 +158,7 @@ class GPFit:
                 change = float((l1 - self.l1).abs().max() + (l2 - self.l2).abs().max())
                 scale = 1.0 + float(self.l1.abs().max() + self.l2.abs().max())
                 self.l1, self.l2 = l1, l2
-                if converge and change <= 1e-8 * scale:
+                if converge and change <= 1e-7 * scale:
                     break
 
     def init_sites_laplace(self) -> None:
@@ -188,8 +192,10 @@ class GPFit:
         def closure():
             opt.zero_grad()
             with torch.no_grad():  # box like scikit-learn's (1e-5, 1e5) on log-hyperparameters
+                if not all(bool(torch.isfinite(p).all()) for p in params):
+                    raise _Abort  # a degenerate L-BFGS direction (flat objective): stop here
                 for p in params:
-                    p.nan_to_num_(nan=0.0).clamp_(-THETA_BOUND, THETA_BOUND)
+                    p.clamp_(-THETA_BOUND, THETA_BOUND)
             try:
                 loss = -self.objective(kind)
             except torch.linalg.LinAlgError:
@@ -206,7 +212,10 @@ class GPFit:
             return loss
 
         before = int(opt.state[opt._params[0]].get("n_iter", 0))
-        opt.step(closure)
+        try:
+            opt.step(closure)
+        except _Abort:
+            opt.state.clear()  # forget the broken curvature pairs
         self.n_evals += n_eval[0]
         # L-BFGS may end on an unevaluated or failed point: keep the best evaluated theta
         if math.isfinite(best[0]):
@@ -215,8 +224,8 @@ class GPFit:
 
     def new_lbfgs(self, max_iter: int):
         return torch.optim.LBFGS(self.params(), lr=1.0, max_iter=max_iter,
-                                 line_search_fn="strong_wolfe", tolerance_grad=1e-6,
-                                 tolerance_change=1e-10, history_size=20)
+                                 line_search_fn="strong_wolfe", tolerance_grad=1e-5,
+                                 tolerance_change=1e-7, history_size=20)
 
     def fit(self, progress) -> GPFit:
         kind = DEFAULT_KIND[self.mode]

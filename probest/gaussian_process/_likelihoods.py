@@ -139,8 +139,8 @@ class Logit(Likelihood):
 
     def derivs(self, y, f):
         z = y * f
-        s = torch.sigmoid(z)
-        return torch.nn.functional.logsigmoid(z), y * (1.0 - s), -s * (1.0 - s)
+        s, t = torch.sigmoid(z), torch.sigmoid(-z)  # t = 1 - s without cancellation
+        return torch.nn.functional.logsigmoid(z), y * t, -s * t
 
 
 class Gaussian(Likelihood):

@@ -1,0 +1,98 @@
+"""The hyperparameter objective surface: Laplace evidence, EP energy, ELBO and the hybrid
+(EP energy at CVI sites) over a lengthscale x output-scale grid (the paper's key figure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from probest.gaussian_process._gp import GPFit, Options
+from probest.gaussian_process._kernels import make_kernel
+from probest.gaussian_process._likelihoods import make_likelihood
+
+#: kind -> (inference mode that finds the sites, objective evaluated there, label)
+SURFACES = {
+    "laplace": ("laplace", "laplace", "Laplace evidence"),
+    "ep": ("ep", "ep", "EP energy (EP sites)"),
+    "elbo": ("vi", "elbo", "ELBO (CVI sites)"),
+    "hybrid": ("hybrid", "ep", "EP energy at CVI sites (hybrid)"),
+}
+
+
+def objective_surface(X, y, lengthscales, outputscales, *, kinds=("laplace", "ep", "elbo",
+                                                                    "hybrid"),
+                      link: str = "probit", kernel=None,
+                      max_steps: int = 60) -> dict[str, np.ndarray]:
+    """Each objective on the grid, shape ``(len(outputscales), len(lengthscales))``.
+
+    Binary ``y`` (two classes).  At every grid point the sites are re-inferred to convergence
+    by the mode that owns the objective (warm-started from the neighbouring point).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    classes = np.unique(y)
+    if classes.size != 2:
+        raise ValueError("objective_surface needs binary labels (exactly two classes).")
+    for k in kinds:
+        if k not in SURFACES:
+            raise ValueError(f"unknown kind {k!r}; use {sorted(SURFACES)}.")
+    Xt = torch.tensor(X)
+    yt = torch.tensor(np.where(y == classes[1], 1.0, -1.0))
+    out = {}
+    for k in kinds:
+        mode, objective, _ = SURFACES[k]
+        fit = GPFit(make_kernel(kernel, X.shape[1]), make_likelihood(link), Xt, yt, mode,
+                    options=Options())
+        names = fit.theta_names()
+        grid = np.full((len(outputscales), len(lengthscales)), np.nan)
+        for i, os_ in enumerate(outputscales):
+            for j, ls in enumerate(lengthscales):
+                theta = torch.tensor([np.log(os_) if n == "log_outputscale" else np.log(ls)
+                                      for n in names], dtype=torch.float64)
+                fit.set_theta(theta)  # sites warm-start from the previous grid point
+                with torch.no_grad():
+                    fit.e_step(0, converge=True, max_steps=max_steps)
+                    grid[i, j] = float(fit.objective(objective))
+        out[k] = grid
+    return out
+
+
+def plot_objective_surface(X, y, lengthscales=None, outputscales=None, *,
+                           kinds=("laplace", "ep", "elbo", "hybrid"), link="probit",
+                           estimators=(), path=None, levels: int = 25):
+    """Contour panels of :func:`objective_surface`, one per kind, each with its maximiser
+    (star) and the fitted hyperparameters of ``estimators`` (binary GaussianProcessClassifier
+    instances, drawn as labelled dots).  Returns the figure (saved to ``path`` if given)."""
+    import matplotlib.pyplot as plt
+
+    X = np.asarray(X, dtype=np.float64)
+    if lengthscales is None:
+        lengthscales = np.geomspace(0.3, 30, 12) * np.sqrt(X.shape[1])
+    if outputscales is None:
+        outputscales = np.geomspace(0.3, 300, 12)
+    surf = objective_surface(X, y, lengthscales, outputscales, kinds=kinds, link=link)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.8), squeeze=False)
+    L, S = np.meshgrid(lengthscales, outputscales)
+    for ax, k in zip(axes[0], kinds):
+        z = surf[k]
+        finite = np.isfinite(z)
+        lo = np.nanpercentile(z[finite], 20) if finite.any() else 0
+        cs = ax.contourf(L, S, np.clip(z, lo, None), levels=levels, cmap="viridis")
+        fig.colorbar(cs, ax=ax, shrink=0.85)
+        i, j = np.unravel_index(np.nanargmax(z), z.shape)
+        ax.plot(lengthscales[j], outputscales[i], "r*", ms=14, label="grid max")
+        for est in estimators:
+            h = est.hyperparameters_
+            ax.plot(h["lengthscale"], h["outputscale"], "o", mfc="w", mec="k")
+            ax.annotate(est.inference, (h["lengthscale"], h["outputscale"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points", color="w")
+        ax.set(xscale="log", yscale="log", xlabel="lengthscale", title=SURFACES[k][2])
+        ax.title.set_fontsize(9)
+    axes[0][0].set_ylabel("output scale (variance)")
+    axes[0][0].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        from probest.viz import savefig
+
+        savefig(fig, path)
+    return fig
