@@ -68,7 +68,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         ema=0.999,
         max_iter=2000,
         batch_size=256,
-        lr=1e-3,
+        lr=3e-3,
         weight_decay=0.0,
         amp=False,
         dtype="float32",

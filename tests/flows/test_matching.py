@@ -44,7 +44,7 @@ def test_tolerance_stability(fitted, moons):
     a = fitted.set_params(rtol=1e-5, atol=1e-5).score_samples(Xte[:300])
     b = fitted.set_params(rtol=1e-7, atol=1e-7).score_samples(Xte[:300])
     fitted.set_params(rtol=1e-5, atol=1e-5)
-    assert np.abs(a - b).max() < 5e-3  # spec bound; measured 2.9e-4 (prototype 1.4e-3)
+    assert np.abs(a - b).max() < 5e-3  # spec bound; measured 6.0e-4 (prototype 1.4e-3)
 
 
 def test_sample_and_score_paths_agree(fitted):
@@ -53,7 +53,7 @@ def test_sample_and_score_paths_agree(fitted):
     again = fitted.score_samples(S)
     S2 = fitted.sample(100, random_state=1)  # plain path: same draws, same ODE
     fitted.set_params(rtol=1e-5, atol=1e-5)
-    assert np.abs(again - lp).max() < 1e-4  # measured 1.5e-6
+    assert np.abs(again - lp).max() < 1e-4  # measured 5.2e-6
     assert S.shape == (100, 2)
     np.testing.assert_allclose(S, S2, atol=1e-5)
 
