@@ -142,8 +142,27 @@ def sample_mixture(est, n_samples: int, weights: np.ndarray):
     return X, y
 
 
+def _mixture_class():
+    import pyro.distributions as dist
+    from torch.distributions import constraints
+
+    class GaussianMixtureDistribution(dist.MixtureSameFamily):
+        """``MixtureSameFamily`` of Gaussians whose support is ``real_vector``, so that
+        autoguides and ``init_to_feasible`` can place latent sites drawn from it."""
+
+        @constraints.dependent_property
+        def support(self):
+            return constraints.real_vector
+
+    return GaussianMixtureDistribution
+
+
 def pyro_mixture(params: GaussParams, weights: torch.Tensor):
-    """``MixtureSameFamily(Categorical, MultivariateNormal)`` with event shape ``(d,)``."""
+    """``MixtureSameFamily(Categorical, MultivariateNormal)`` with event shape ``(d,)``.
+
+    Its ``support`` is ``real_vector`` (torch's generic mixture constraint cannot be
+    transformed), so it also works as a prior for latent sites under autoguides.
+    """
     import pyro.distributions as dist
 
     K, d = params.means.shape
@@ -159,7 +178,7 @@ def pyro_mixture(params: GaussParams, weights: torch.Tensor):
     else:
         scale = params.covariances.sqrt().unsqueeze(1).expand(K, d)
         comp = dist.Normal(params.means, scale).to_event(1)
-    return dist.MixtureSameFamily(dist.Categorical(probs=weights), comp)
+    return _mixture_class()(dist.Categorical(probs=weights), comp)
 
 
 __all__ = ["precisions_cholesky"]

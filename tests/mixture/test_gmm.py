@@ -155,3 +155,22 @@ def test_empty_component_keeps_previous_parameters_with_warning(blobs):
     assert np.isfinite(g.means_).all() and np.isfinite(g.covariances_).all()
     assert g.weights_[2] < 1e-10
     np.testing.assert_allclose(g.means_[2], means[2])  # kept, not collapsed onto the data
+
+
+def test_to_pyro_works_as_latent_prior_under_autoguide(blobs):
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+
+    prior = GaussianMixture(3, random_state=0, device="cpu").fit(blobs).to_pyro()
+    y = torch.tensor(blobs[0])
+
+    def model(y):
+        z = pyro.sample("z", prior)  # real_vector support: autoguides can place it
+        pyro.sample("y", dist.Normal(z, 1.0).to_event(1), obs=y)
+
+    with pyro.settings.context(module_local_params=True):
+        guide = AutoNormal(model)
+        loss = Trace_ELBO().differentiable_loss(model, guide, y)
+    assert torch.isfinite(loss)
