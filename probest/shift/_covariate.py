@@ -257,7 +257,8 @@ class _CovariateShiftBase(TorchEstimator):
         if not self._has_likelihood(m):
             return
         if choice == "mwle":
-            self.covariance_ = (sandwich_covariance(m, X, y, fit_w) if isinstance(m, _WeightedGLM)
+            self.covariance_ = (sandwich_covariance(m, X, y, fit_w, fitted_weights=True)
+                                if isinstance(m, _WeightedGLM)
                                 else _torch_sandwich(m, X, y, fit_w))
             self.covariance_type_ = "sandwich"
         else:

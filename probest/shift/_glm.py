@@ -230,9 +230,37 @@ class _WeightedGLM(TorchEstimator):
             coef, _ = self._split(th, d)
             return (wt * self._sample_nll(th, Xt, yt)).sum() + 0.5 * self.alpha * (coef**2).sum()
 
-        G = torch.func.jacfwd(lambda th: self._sample_nll(th, Xt, yt))(theta)
         H = torch.func.hessian(objective)(theta)
-        return to_numpy(G), to_numpy(0.5 * (H + H.T))
+        return self._per_sample_grads(X, y), to_numpy(0.5 * (H + H.T))
+
+    def _per_sample_grads(self, X, y) -> np.ndarray:
+        """``(n, p)`` gradients of each row's nll at ``theta_``, by one backward pass.
+
+        Row ``i``'s nll depends on ``theta`` through its own linear predictor ``eta_i`` and the
+        shared extra parameters (e.g. ``log sigma``), which are replicated per row so that the
+        gradient of the summed nll w.r.t. each copy is that row's gradient.
+        """
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        Xt, yt = self._tensor(X), self._y_tensor(y)
+        theta = self._tensor(self.theta_)
+        n, d = X.shape
+        coef, icpt = self._split(theta, d)
+        eta = (Xt @ coef.T + icpt).detach().requires_grad_(True)
+        extra = theta[self._n_params(d):]
+        leaves = [eta]
+        rows = None
+        if extra.numel():
+            rows = extra[:, None].expand(-1, n).clone().requires_grad_(True)
+            leaves.append(rows)
+        grads = torch.autograd.grad(self._nll(eta, yt, rows).sum(), leaves)
+        geta = grads[0]  # (n, k)
+        parts = [(geta[:, :, None] * Xt[:, None, :]).reshape(n, -1)]
+        if self.fit_intercept:
+            parts.append(geta)
+        if rows is not None:
+            parts.append(grads[1].T)
+        return to_numpy(torch.cat(parts, dim=1))
 
     def _expected_fisher(self, X, weights=None) -> np.ndarray:
         """(Weighted) average expected Fisher information of the *mean* parameters at x."""
@@ -257,18 +285,23 @@ def _gaussian_idata(mean, cov, names, shapes, transforms, n_draws, random_state)
     )
 
 
-def sandwich_covariance(model: _WeightedGLM, X, y, sample_weight=None) -> np.ndarray:
+def sandwich_covariance(model: _WeightedGLM, X, y, sample_weight=None, *,
+                        fitted_weights: bool = False) -> np.ndarray:
     """Sandwich (robust) covariance ``H^-1 (sum_i w_i^2 g_i g_i^T) H^-1`` of a weighted fit.
 
     ``H`` is the Hessian of the weighted objective at ``theta_`` and ``g_i`` the per-sample
     nll gradients.  For weighted MLE (MWLE) under covariate shift this is the asymptotic
     covariance of ``theta_``; the Laplace ``covariance_ = H^-1`` is only right for the
-    unweighted, well-specified MLE.
+    unweighted, well-specified MLE.  ``fitted_weights=True`` says ``(X, y, sample_weight)``
+    are exactly what the model was fitted on, so ``covariance_`` already is ``H^-1``.
     """
-    G, H = model._grads_and_hessian(X, y, sample_weight)
+    if fitted_weights:
+        G, Hinv = model._per_sample_grads(X, y), model.covariance_
+    else:
+        G, H = model._grads_and_hessian(X, y, sample_weight)
+        Hinv = np.linalg.pinv(H)
     w = np.ones(len(G)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     meat = (G * w[:, None] ** 2).T @ G
-    Hinv = np.linalg.pinv(H)
     cov = Hinv @ meat @ Hinv
     return 0.5 * (cov + cov.T)
 
