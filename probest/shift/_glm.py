@@ -74,6 +74,8 @@ def _check_weights(sample_weight, X) -> np.ndarray:
 class _WeightedGLM(TorchEstimator):
     """Shared fit/Laplace/ArviZ logic; subclasses define the likelihood."""
 
+    _nonconvergence_hint = "separable classes make the unpenalised MLE infinite: set alpha > 0"
+
     #: True when ``_init_theta`` already returns the exact optimum (no Newton steps).
     _closed_form = False
 
@@ -150,7 +152,7 @@ class _WeightedGLM(TorchEstimator):
         if not conv:
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} Newton "
-                "steps (separable classes make the unpenalised MLE infinite: set alpha > 0).",
+                f"steps ({self._nonconvergence_hint}).",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -514,6 +516,11 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
         self.coef_ = self.coef_[0]
         self.intercept_ = float(self.intercept_[0])
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
 
     def predict(self, X):
         """Predicted mean ``exp(x^T coef + intercept)``."""

@@ -44,6 +44,8 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
     """
 
     fit_intercept = False  # the model has no intercept (read by the shared GLM machinery)
+    _nonconvergence_hint = ("the likelihood is not convex; raise max_iter, or the data may not "
+                            "follow y = (x^T b)^2 + noise")
 
     def __init__(
         self,
@@ -82,8 +84,10 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         w = _check_weights(sample_weight, X)
-        if np.count_nonzero(w) < 2:
-            raise ValueError("PhaseRetrievalRegression needs at least 2 samples with positive weight.")
+        k = int(np.count_nonzero(w))
+        if k < 2:
+            raise ValueError(f"PhaseRetrievalRegression needs at least 2 samples with positive "
+                             f"weight; got {k} sample{'' if k == 1 else 's'}.")
         wn = w / w.sum()
         M = (X * (wn * y)[:, None]).T @ X
         vals, vecs = np.linalg.eigh(0.5 * (M + M.T))
@@ -109,6 +113,11 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
         self.intercept_ = 0.0
         self.sigma_ = float(np.exp(self.theta_[-1]))
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.regressor_tags.poor_score = True  # a quadratic-in-x model scored on linear toy data
+        return tags
 
     def predict(self, X):
         """``(x^T coef)^2``: the mean response (does not depend on the sign)."""
