@@ -36,8 +36,8 @@ def main(argv=None):
                 for m in ("laplace", "ep", "vi", "hybrid")]
     t0 = time.perf_counter()
     d = np.sqrt(X.shape[1])
-    plot_objective_surface(X, y, np.geomspace(0.3, 20, args.grid) * d,
-                           np.geomspace(1, 5000, args.grid), estimators=fits, path=args.out)
+    plot_objective_surface(X, y, np.geomspace(0.5, 40, args.grid) * d,
+                           np.geomspace(3, 1e5, args.grid), estimators=fits, path=args.out)
     print(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
     for f in fits:
         print(f.inference, {k: round(v, 2) for k, v in f.hyperparameters_.items()})

@@ -130,6 +130,7 @@ class GPFit:
                 return E.elbo(engine.marginals(l1, l2), l1, l2, self.lik, self.y)
             with torch.no_grad():
                 f, self.coef, _, _ = E.newton_mode(engine, self.lik, self.y, self.coef.detach())
+                self._mode = f
             return E.laplace_objective(engine, self.lik, self.y, f)
         l1, l2 = sites if sites is not None else (
             self.exact_sites() if self.exact else (self.l1, self.l2))
@@ -242,7 +243,14 @@ class GPFit:
 
     def _fit_direct(self, kind, progress):
         def log(value):
-            progress.log(objective=value, kind=kind)
+            extra = {}
+            if not self.exact:  # ELBO and EP energy at the Laplace sites of this evaluation
+                with torch.no_grad():
+                    self.l1, self.l2 = E.laplace_sites(self._mode, self.lik, self.y)
+                extra = self.energies()
+            else:
+                extra = self.energies()
+            progress.log(objective=value, **extra, kind=kind)
 
         n_it = self._lbfgs(kind, self.opt.max_iter, log)
         self.n_iter = n_it

@@ -76,20 +76,19 @@ def plot_objective_surface(X, y, lengthscales=None, outputscales=None, *,
     for ax, k in zip(axes[0], kinds):
         z = surf[k]
         finite = np.isfinite(z)
-        lo = np.nanpercentile(z[finite], 20) if finite.any() else 0
+        lo = np.nanpercentile(z[finite], 40) if finite.any() else 0
         cs = ax.contourf(L, S, np.clip(z, lo, None), levels=levels, cmap="viridis")
         fig.colorbar(cs, ax=ax, shrink=0.85)
         i, j = np.unravel_index(np.nanargmax(z), z.shape)
         ax.plot(lengthscales[j], outputscales[i], "r*", ms=14, label="grid max")
-        for est in estimators:
+        for est, marker in zip(estimators, "osD^vP"):
             h = est.hyperparameters_
-            ax.plot(h["lengthscale"], h["outputscale"], "o", mfc="w", mec="k")
-            ax.annotate(est.inference, (h["lengthscale"], h["outputscale"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points", color="w")
+            ax.plot(h["lengthscale"], h["outputscale"], marker, mfc="w", mec="k", ms=7,
+                    label=f"fitted {est.inference}")
         ax.set(xscale="log", yscale="log", xlabel="lengthscale", title=SURFACES[k][2])
         ax.title.set_fontsize(9)
     axes[0][0].set_ylabel("output scale (variance)")
-    axes[0][0].legend(loc="lower right", fontsize=8)
+    axes[0][0].legend(loc="lower right", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     if path is not None:
         from probest.viz import savefig

@@ -253,3 +253,24 @@ def test_gpytorch_kernel_template_is_not_trained(moons):
     for b, p in zip(before, template.parameters()):
         assert torch.equal(b, p)
     assert clf.score(X, y) > 0.85 and "raw_outputscale" in clf.theta_names_[0]
+
+
+def test_laplace_history_has_all_objectives(moons):
+    X, y = moons
+    clf = GaussianProcessClassifier(inference="laplace", random_state=0).fit(X, y)
+    h = clf.history_[-1]
+    assert {"objective", "elbo", "ep_energy"} <= set(h)
+    assert h["objective"] == pytest.approx(clf.log_marginal_likelihood_value_, abs=1e-6)
+    assert h["elbo"] <= h["ep_energy"] + 1e-9
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(moons):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    X, y = moons
+    cpu = GaussianProcessClassifier(random_state=0).fit(X, y)
+    gpu = GaussianProcessClassifier(random_state=0, device="cuda").fit(X, y)
+    np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), atol=1e-4)
