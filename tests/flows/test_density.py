@@ -28,7 +28,7 @@ def test_moons_grid_mass(moons, grid, flow, steps):
     G, cell = grid
     est = FlowDensityEstimator(flow=flow, max_iter=steps, random_state=0).fit(X)
     mass = np.exp(est.score_samples(G)).sum() * cell
-    # measured: nsf 0.9999, maf 1.0000 (spec: within 1%)
+    # measured: nsf 0.9998, maf 1.0000 (spec: within 1%)
     assert abs(mass - 1) < 0.01
 
 
@@ -45,7 +45,7 @@ def test_moons_nsf_short_run(moons):
 def test_moons_nsf_target(moons, grid):
     X, Xte = moons
     est = FlowDensityEstimator(flow="nsf", max_iter=2000, random_state=0).fit(X)
-    assert -est.score(Xte) <= 1.25
+    assert -est.score(Xte) <= 1.25  # measured 1.173 nats, grid mass 0.9996
     G, cell = grid
     assert abs(np.exp(est.score_samples(G)).sum() * cell - 1) < 0.01
 
