@@ -92,8 +92,8 @@ def bench_digits(quick: bool) -> str:
     configs = [
         ("MAF 5x[128,128], MLE", dict(flow="maf", n_transforms=5, hidden=(128, 128))),
         ("NSF 3x[128,128], MLE", dict(flow="nsf", n_transforms=3, hidden=(128, 128))),
-        ("TARFlow 4 blocks, width 64, patch 4, MLE", dict(flow="tarflow", n_transforms=4,
-                                                          hidden=(64, 64), patch=4)),
+        ("TARFlow 4 blocks, width 64, 2x2 patches, MLE",
+         dict(flow="tarflow", n_transforms=4, hidden=(64, 64), patch=2, image_shape=(8, 8))),
         ("EBFlow FC (3 nonlinear), MLE", dict(flow="ebflow_fc", n_transforms=3)),
         ("EBFlow FC (3 nonlinear), SSM", dict(flow="ebflow_fc", n_transforms=3, objective="ssm")),
         ("EBFlow FC (3 nonlinear), DSM", dict(flow="ebflow_fc", n_transforms=3, objective="dsm")),

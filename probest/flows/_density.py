@@ -55,7 +55,10 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     fd_eps : float
         Perturbation norm of FDSSM.
     patch : int
-        Features per token for TARFlow.
+        TARFlow tokens: ``patch`` consecutive features, or ``patch x patch`` tiles when
+        ``image_shape`` is given.
+    image_shape : (int, int) or None
+        Height and width of image rows (TARFlow only), e.g. ``(8, 8)`` for digits.
     amp : bool
         bf16 autocast for the training forward pass on CUDA.
     dtype, device, random_state, verbose : see :class:`probest.base.TorchEstimator`.
@@ -89,6 +92,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         sm_sigma=0.05,
         fd_eps=0.1,
         patch=4,
+        image_shape=None,
         amp=False,
         dtype="float32",
         device="auto",
@@ -110,6 +114,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         self.sm_sigma = sm_sigma
         self.fd_eps = fd_eps
         self.patch = patch
+        self.image_shape = image_shape
         self.amp = amp
         self.dtype = dtype
         self.device = device
@@ -152,7 +157,8 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
             ref = Xt + 0.5 if self.dequantize else Xt
             self.preprocessor_ = Preprocessor.fit(self.preprocess, ref, deq_levels).to(self.device_)
             self.model_ = build_model(
-                self.flow, X.shape[1], int(self.n_transforms), self.hidden, int(self.patch)
+                self.flow, X.shape[1], int(self.n_transforms), self.hidden, int(self.patch),
+                self.image_shape if self.flow == "tarflow" else None,
             ).to(device=self.device_, dtype=self.dtype_)
             weights = None if w is None else self._tensor(w)
             draw = BatchSampler(X.shape[0], self.batch_size, weights, ctx.generator, self.device_)
@@ -330,6 +336,8 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         pre = {k[4:]: v for k, v in tensors.items() if k.startswith("pre.")}
         self.preprocessor_ = Preprocessor(kind, pre["low"], pre["high"])
         with torch.random.fork_rng():
-            self.model_ = build_model(self.flow, d, int(self.n_transforms), self.hidden, int(self.patch))
+            self.model_ = build_model(self.flow, d, int(self.n_transforms), self.hidden,
+                                      int(self.patch),
+                                      self.image_shape if self.flow == "tarflow" else None)
         self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         self.model_.to(dtype=self.dtype_).eval()

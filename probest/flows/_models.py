@@ -75,7 +75,8 @@ class _Adapter(nn.Module):
         return self.inverse(torch.randn(n, self.dim, dtype=p.dtype, device=p.device))
 
 
-def build_model(flow: str, dim: int, n_transforms: int, hidden, patch: int) -> nn.Module:
+def build_model(flow: str, dim: int, n_transforms: int, hidden, patch: int,
+                image_shape=None) -> nn.Module:
     """The flow module for ``flow`` (validated by the caller)."""
     hidden = tuple(int(h) for h in (hidden if hidden is not None else (64, 64)))
     if flow in ("nsf", "maf", "realnvp"):
@@ -84,5 +85,7 @@ def build_model(flow: str, dim: int, n_transforms: int, hidden, patch: int) -> n
         return _Adapter(EBFlowFC(dim, n_transforms))
     width = hidden[0] if hidden else 64
     heads = 4 if width % 4 == 0 else 1
-    return _Adapter(TARFlow(dim, n_blocks=max(1, n_transforms), patch=max(1, min(patch, dim)),
-                            width=width, depth=max(1, len(hidden) - 1), heads=heads))
+    if image_shape is None:
+        patch = max(1, min(patch, dim))
+    return _Adapter(TARFlow(dim, n_blocks=max(1, n_transforms), patch=patch, width=width,
+                            depth=max(1, len(hidden) - 1), heads=heads, image_shape=image_shape))

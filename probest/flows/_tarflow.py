@@ -1,6 +1,8 @@
 """TARFlow: an affine autoregressive flow whose conditioner is a small causal transformer.
 
-Features are grouped into tokens of ``patch`` consecutive features (zero-padded at the end).
+Features are grouped into tokens of ``patch`` consecutive features (zero-padded at the end), or,
+for images given by ``image_shape=(h, w)``, into square ``patch x patch`` tiles (the features
+are permuted tile by tile first; a permutation has unit Jacobian).
 Each block maps ``x -> z`` with ``z_t = (x_t - mu_t(x_<t)) * exp(-a_t(x_<t))`` where
 ``(mu_t, a_t)`` come from a causal transformer that reads the tokens shifted by one (so token
 ``t`` sees tokens ``< t`` only); the token order alternates between blocks.  The log-density
@@ -74,8 +76,21 @@ class TARFlow(nn.Module):
     has_linear_layers = False
 
     def __init__(self, dim: int, n_blocks: int = 2, patch: int = 4, width: int = 64,
-                 depth: int = 1, heads: int = 4):
+                 depth: int = 1, heads: int = 4, image_shape=None):
         super().__init__()
+        order = torch.arange(dim)
+        if image_shape is not None:
+            h, w = (int(v) for v in image_shape)
+            if h * w != dim or h % patch or w % patch:
+                raise ValueError(
+                    f"image_shape={tuple(image_shape)} must multiply to n_features={dim} and be "
+                    f"divisible by patch={patch}."
+                )
+            grid = order.reshape(h // patch, patch, w // patch, patch)
+            order = grid.permute(0, 2, 1, 3).reshape(-1)  # tile by tile, row-major inside
+            patch = patch * patch
+        self.register_buffer("order", order)
+        self.register_buffer("inv_order", torch.argsort(order))
         self.dim, self.patch = dim, patch
         self.n_tokens = -(-dim // patch)
         self.blocks = nn.ModuleList(
@@ -87,6 +102,7 @@ class TARFlow(nn.Module):
         self.register_buffer("valid", valid.reshape(self.n_tokens, patch))
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, self.order]
         pad = self.n_tokens * self.patch - self.dim
         if pad:
             x = torch.cat([x, x.new_zeros(x.shape[:-1] + (pad,))], dim=-1)
@@ -99,7 +115,7 @@ class TARFlow(nn.Module):
             h, a = block(h)
             h = torch.where(self.valid, h, torch.zeros_like(h))  # padding stays zero
             ld = ld - (a * self.valid).sum((1, 2))
-        return h.reshape(x.shape[0], -1)[:, : self.dim], ld
+        return h.reshape(x.shape[0], -1)[:, : self.dim][:, self.inv_order], ld
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         z, ld = self._run(x)
@@ -113,4 +129,4 @@ class TARFlow(nn.Module):
         h = self._tokens(z)
         for block in reversed(self.blocks):
             h = block.inverse(h, self.valid.to(h.dtype))
-        return h.reshape(z.shape[0], -1)[:, : self.dim]
+        return h.reshape(z.shape[0], -1)[:, : self.dim][:, self.inv_order]

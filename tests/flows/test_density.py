@@ -226,3 +226,20 @@ def test_truncnorm_dequantization_noise_is_a_density():
     est = FlowDensityEstimator(flow="maf", dequantize="truncnorm", preprocess="logit", max_iter=30,
                                random_state=0).fit(X)
     assert np.isfinite(est.bits_per_dim(X)) and est.n_levels_ == 4
+
+
+def test_tarflow_image_patches():
+    from probest.flows._data import digits_split
+
+    Xtr, _, Xd = digits_split()
+    est = FlowDensityEstimator(flow="tarflow", n_transforms=2, hidden=(32, 32), patch=2,
+                               image_shape=(8, 8), dequantize="uniform", n_levels=17,
+                               preprocess="logit", max_iter=20, random_state=0).fit(Xtr[:300])
+    assert est.model_.net.n_tokens == 16 and est.model_.net.patch == 4
+    assert np.all(np.isfinite(est.score_samples(Xd[:5])))
+    Z = est.transform(Xd[:3])
+    with torch.no_grad():
+        back = est.preprocessor_.inverse(est.model_.inverse(torch.tensor(Z, dtype=torch.float32)))
+    np.testing.assert_allclose(back.numpy(), Xd[:3], atol=1e-3)
+    with pytest.raises(ValueError, match="image_shape"):
+        FlowDensityEstimator(flow="tarflow", patch=3, image_shape=(8, 8), max_iter=1).fit(Xd)
