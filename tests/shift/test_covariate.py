@@ -50,6 +50,19 @@ def test_attributes_and_auto_rule(b2):
     assert auto.target_fisher_ratio_ == pytest.approx(8.25, rel=0.2)
 
 
+def test_auto_rule_size_and_power():
+    # 20 draws each at n=300 (seeds 500-519): the test never rejected on the well-specified B1
+    # (nominal 5%: expected 1, P(>=4 | 5%) = 1.6%) and always on the misspecified B2.
+    picks = {}
+    for setup in ("B1", "B2"):
+        picks[setup] = 0
+        for r in range(20):
+            d = make_covariate_shift(setup, 300, random_state=500 + r)
+            est = CovariateShiftRegressor(random_state=0).fit(d.X_source, d.y_source, X_target=d.X_target)
+            picks[setup] += est.estimator_used_ == "mwle"
+    assert picks["B1"] <= 3 and picks["B2"] == 20, picks
+
+
 def test_mle_without_target_and_mwle_needs_weights(b2):
     est = CovariateShiftRegressor(estimator="auto").fit(b2.X_source, b2.y_source)
     assert est.estimator_used_ == "mle" and "no target" in est.auto_decision_["rule"]
