@@ -21,7 +21,7 @@ from probest.gaussian_process import GaussianProcessClassifier, plot_objective_s
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--grid", type=int, default=10)
+    ap.add_argument("--grid", type=int, default=11)
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parents[1] / "docs" /
                                          "img" / "gaussian_process_surface.png"))
