@@ -255,6 +255,10 @@ class DensityRatioEstimator(BaseEstimator):
         return process_log_weights(self.predict_log_ratio(X), clip=clip, flatten=flatten,
                                    normalize=normalize)
 
+    def effective_sample_size(self, X, *, clip=None, flatten=1.0) -> float:
+        """Kish's ESS ``(sum w)^2 / sum w^2`` of the processed weights at source points ``X``."""
+        return effective_sample_size(self.importance_weights(X, clip=clip, flatten=flatten))
+
     # ------------------------------------------------------------------------------------
     def _fit_logistic(self, Zs, Zt, rng):
         from sklearn.linear_model import LogisticRegression

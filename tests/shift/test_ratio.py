@@ -70,6 +70,10 @@ def test_ratio_direction_and_slope(method):
     tol = 0.1 if method == "logistic" else 0.3
     assert abs(slope - 1) < tol, slope
     assert est.fit_time_ > 0
+    # ESS of the weights at the source points: N(0,1) -> N(1,1) has E_S[w^2] = e, so
+    # ESS ~ n / e = 368 for the true ratio; flattening raises it
+    ess = est.effective_sample_size(xs)
+    assert 200 < ess < 600 and est.effective_sample_size(xs, flatten=0.5) > ess
 
 
 def test_logistic_default_slope_over_seeds():
