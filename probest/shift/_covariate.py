@@ -375,9 +375,10 @@ _DOC_PARAMS = """
         ``auto_decision_``.
     density_ratio : str, callable, DensityRatioEstimator or "true", default="logistic"
         How ``w = p_T / p_S`` is obtained: a :class:`DensityRatioEstimator` method fitted on
-        ``(X, X_target)``; a callable ``X -> w(X)``; a (fitted) ``DensityRatioEstimator``
-        (refitted when ``X_target`` is given, used as is otherwise, which is how to use the
-        estimator inside ``GridSearchCV``); any object with a ``predict_log_ratio(X)`` method
+        ``(X, X_target)``; a callable ``X -> w(X)`` (e.g. ``fitted_dre.predict_ratio``: the
+        way to use the estimator inside ``GridSearchCV``, whose ``clone`` would unfit an
+        estimator parameter); a ``DensityRatioEstimator`` (refitted when ``X_target`` is
+        given, used as is when already fitted); any object with a ``predict_log_ratio(X)`` method
         (log space: ratios beyond float64 are fine); or ``"true"``: ``sample_weight`` holds
         the true ratios ``w(x_i)``.  Otherwise ``sample_weight`` multiplies the importance weights.
     ratio_features : None, list of column indices or callable, default=None

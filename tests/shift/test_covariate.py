@@ -337,3 +337,9 @@ def test_metadata_routing_gridsearch_and_pipeline(b2):
         direct = clone(est).fit(StandardScaler().fit_transform(b2.X_source), b2.y_source, sample_weight=w)
         np.testing.assert_allclose(pipe[-1].weights_, direct.weights_)
         assert pipe[-1].estimator_used_ == "mwle"
+    # target information through a fitted ratio's bound method survives GridSearchCV's clone
+    dre = DensityRatioEstimator(random_state=0).fit(b2.X_source, b2.X_target)
+    gs = GridSearchCV(CovariateShiftRegressor(estimator="mwle", density_ratio=dre.predict_ratio),
+                      {"clip": [None, 0.99]}, cv=3).fit(b2.X_source, b2.y_source)
+    np.testing.assert_allclose(gs.best_estimator_.weights_,
+                               dre.importance_weights(b2.X_source, clip=gs.best_params_["clip"]))
