@@ -34,11 +34,12 @@ def test_family_import_does_not_pull_optional_extras():
 
 def test_import_time_well_under_three_seconds_beyond_torch():
     code = (
-        "import time; t=time.perf_counter(); import torch; t1=time.perf_counter(); import probest, "
-        "probest.base; print(time.perf_counter()-t1)"
+        "import time; t=time.perf_counter(); import torch; t1=time.perf_counter(); import probest; "
+        "print(time.perf_counter()-t1)"
     )
-    # measured ~0.1 s here (sklearn.base dominates); 3 s is the spec's ceiling.
-    assert float(_run(code)) < 3.0
+    # measured ~0.01 s here (the package body is lazy); the spec's ceiling is 3 s. The first
+    # estimator import (sklearn, scipy) costs ~1-2 s on a loaded 2-core machine: not timed here.
+    assert float(_run(code)) < 1.0
 
 
 def test_all_estimators_lists_public_classes():
