@@ -199,6 +199,7 @@ class _CovariateShiftBase(TorchEstimator):
         del self._w_ratio
         self.estimator_used_ = choice
         self.estimator_ = mwle if choice == "mwle" else mle
+        self.converged_ = bool(getattr(self.estimator_, "converged_", True))
         n_it = getattr(self.estimator_, "n_iter_", None)
         self.n_iter_ = int(np.max(n_it)) if n_it is not None else len(self.history_)
         fit_w = w_fit if choice == "mwle" else base_w
@@ -401,6 +402,7 @@ _DOC_PARAMS = """
     Attributes
     ----------
     estimator_ : the fitted base model; estimator_used_ : "mle" or "mwle";
+    converged_, n_iter_ : the chosen base fit's convergence flag and iteration count;
     auto_decision_ : dict (rule, statistic, p-value or IW-CV losses, chosen);
     weights_ : importance weights of the source rows (clipped, flattened, normalised);
     ratio_estimator_ : the fitted DensityRatioEstimator (or the callable; None);
