@@ -106,14 +106,29 @@ def _read_csv(path: pathlib.Path, target: str | None, supervised: bool):
     return Xdf.to_numpy(dtype=float), y
 
 
+def _required_fit_args(est) -> list[str]:
+    """Parameters of ``est.fit`` beyond X/y that have no default (e.g. ``X_target``)."""
+    import inspect
+
+    sig = inspect.signature(est.fit)
+    return [
+        n for i, (n, p) in enumerate(sig.parameters.items())
+        if i >= 2 and p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
 def _default_data(est):
+    """``(X, y, name, fit_kwargs)``: the estimator's ``_cli_default_data`` hook (which may
+    return 3 or 4 items) or a standard sklearn dataset by estimator type."""
     from sklearn.base import is_classifier, is_regressor
     from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
     from sklearn.preprocessing import StandardScaler
 
     hook = getattr(est, "_cli_default_data", None)
     if hook is not None:
-        return hook()
+        got = tuple(hook())
+        return got if len(got) == 4 else (*got, {})
     if is_classifier(est):
         X, y = load_breast_cancer(return_X_y=True)
         name = "breast_cancer"
@@ -124,7 +139,7 @@ def _default_data(est):
     else:
         X, y = load_iris(return_X_y=True)
         y, name = None, "iris features"
-    return StandardScaler().fit_transform(X), y, name
+    return StandardScaler().fit_transform(X), y, name, {}
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -142,9 +157,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     supervised = is_classifier(est) or is_regressor(est)
     if args.data:
         X, y = _read_csv(pathlib.Path(args.data), args.target, supervised)
-        data_name = args.data
+        data_name, fit_kwargs = args.data, {}
     else:
-        X, y, data_name = _default_data(est)
+        X, y, data_name, fit_kwargs = _default_data(est)
+    missing = [a for a in _required_fit_args(est) if a not in fit_kwargs]
+    if missing:
+        raise CLIError(
+            f"{cls.__name__}.fit also needs {', '.join(missing)}, which one CSV cannot provide; "
+            "use the Python API (or run without --data for its default data)"
+        )
     split = train_test_split(X, y, test_size=0.2, random_state=0) if y is not None else \
         train_test_split(X, test_size=0.2, random_state=0)
     if y is not None:
@@ -153,7 +174,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         (Xtr, Xte), ytr, yte = split, None, None
     t0 = time.perf_counter()
     try:
-        est.fit(Xtr) if ytr is None else est.fit(Xtr, ytr)
+        est.fit(Xtr, **fit_kwargs) if ytr is None else est.fit(Xtr, ytr, **fit_kwargs)
     except ValueError as exc:
         raise CLIError(f"{cls.__name__}.fit rejected the data: {exc}") from exc
     seconds = time.perf_counter() - t0
@@ -166,7 +187,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             metrics["test NLPD"] = nlpd_classification(yte, est.predict_proba(Xte), est.classes_)
     elif is_regressor(est):
         metrics["test R^2"] = float(est.score(Xte, yte))
-    elif hasattr(est, "score"):
+    elif hasattr(est, "score") and not _required_fit_args(est):
         metrics["test mean log-likelihood"] = float(est.score(Xte))
     out = pathlib.Path(args.out)
     print(f"{cls.__name__} on {data_name}: {len(Xtr)} train / {len(Xte)} test rows")

@@ -91,3 +91,27 @@ def test_tour_reports_missing_families_without_faking(tmp_path, capsys, monkeypa
     res, failed = tour.run_tour(quick=True, out_dir=tmp_path, families=["bnn"])
     assert res == [] and failed == []
     assert "not yet available" in capsys.readouterr().out
+
+
+def test_fit_needing_more_than_one_csv_is_a_clear_error(tmp_path, capsys):
+    import numpy as np
+
+    from probest.base import ProbestEstimator
+    from probest.cli import _required_fit_args
+
+    class _NeedsTarget(ProbestEstimator):
+        def fit(self, X, y=None, X_target=None, *, groups):
+            return self
+
+    assert _required_fit_args(_NeedsTarget()) == ["groups"]
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b\n" + "\n".join(f"{a},{b}" for a, b in np.ones((5, 2))))
+    import probest.cli as cli
+
+    real = cli._resolve_estimator
+    cli._resolve_estimator = lambda name: _NeedsTarget
+    try:
+        assert main(["fit", "x", "--data", str(csv)]) == 2
+    finally:
+        cli._resolve_estimator = real
+    assert "also needs groups" in capsys.readouterr().err
