@@ -22,6 +22,18 @@ def _is_json_scalar(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
 
 
+def _is_json_key(k: Any) -> bool:
+    if isinstance(k, tuple):
+        return all(_is_json_scalar(x) or isinstance(x, np.generic) for x in k)
+    return _is_json_scalar(k) or isinstance(k, np.generic)
+
+
+def _enc_key(k: Any) -> Any:
+    if isinstance(k, tuple):
+        return {"__tuple__": [x.item() if isinstance(x, np.generic) else x for x in k]}
+    return k.item() if isinstance(k, np.generic) else k
+
+
 def split_state(state: dict[str, Any], owner: str = "estimator") -> tuple[dict, dict]:
     """Split ``{name: value}`` into (tensors for safetensors, JSON-able metadata)."""
     tensors: dict[str, torch.Tensor] = {}
@@ -47,6 +59,10 @@ def split_state(state: dict[str, Any], owner: str = "estimator") -> tuple[dict, 
             return [enc(f"{key}.{i}", x) for i, x in enumerate(v)]
         if isinstance(v, dict) and all(isinstance(k, str) for k in v):
             return {"__dict__": {k: enc(f"{key}.{k}", x) for k, x in v.items()}}
+        if isinstance(v, dict) and all(_is_json_key(k) for k in v):
+            # e.g. {(sigma, lam): score}: keys kept as JSON scalars or tuples of scalars
+            return {"__items__": [[_enc_key(k), enc(f"{key}.{i}", x)]
+                                  for i, (k, x) in enumerate(v.items())]}
         raise TypeError(
             f"{owner} cannot be saved without pickle: fitted attribute {key!r} is a "
             f"{type(v).__name__}. The estimator must override _get_fitted_state."
@@ -74,6 +90,9 @@ def join_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[s
                 return float(v["__float__"])
             if "__dict__" in v:
                 return {k: dec(x) for k, x in v["__dict__"].items()}
+            if "__items__" in v:
+                return {(tuple(k["__tuple__"]) if isinstance(k, dict) else k): dec(x)
+                        for k, x in v["__items__"]}
         if isinstance(v, list):
             return [dec(x) for x in v]
         return v

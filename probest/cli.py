@@ -113,7 +113,7 @@ def _required_fit_args(est) -> list[str]:
     sig = inspect.signature(est.fit)
     return [
         n for i, (n, p) in enumerate(sig.parameters.items())
-        if i >= 2 and p.default is inspect.Parameter.empty
+        if i >= 1 and n != "y" and p.default is inspect.Parameter.empty
         and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
 
@@ -189,6 +189,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         metrics["test R^2"] = float(est.score(Xte, yte))
     elif hasattr(est, "score") and not _required_fit_args(est):
         metrics["test mean log-likelihood"] = float(est.score(Xte))
+    if hasattr(est, "_cli_metrics"):
+        metrics.update(est._cli_metrics(Xte, yte))
     out = pathlib.Path(args.out)
     print(f"{cls.__name__} on {data_name}: {len(Xtr)} train / {len(Xte)} test rows")
     _print_table(["metric", "value"], [(k, f"{v:.6g}") for k, v in metrics.items()])

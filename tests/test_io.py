@@ -16,6 +16,7 @@ def test_split_join_round_trip():
         "l_": [np.zeros(2), 3, "x"], "d_": {"k": np.ones(1), "inf": float("inf")},
         "classes_": np.array(["a", "b"], dtype=object), "dev_": torch.device("cpu"),
         "dt_": torch.float64, "i_": np.int64(4),
+        "cv_": {(0.5, None): 1.0, (np.float64(2.0), 1e-3): np.float64(2.0)}, "ik_": {3: "a"},
     }
     tensors, meta = split_state(state)
     json.dumps(meta)  # metadata is plain JSON
@@ -25,6 +26,7 @@ def test_split_join_round_trip():
     assert back["l_"][1:] == [3, "x"] and back["d_"]["inf"] == float("inf")
     assert list(back["classes_"]) == ["a", "b"] and back["dev_"] == torch.device("cpu")
     assert back["dt_"] is torch.float64 and back["i_"] == 4
+    assert back["cv_"] == {(0.5, None): 1.0, (2.0, 1e-3): 2.0} and back["ik_"] == {3: "a"}
 
 
 def test_unsavable_attribute_is_a_clear_error():

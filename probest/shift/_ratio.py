@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed
+from probest.base import ProbestEstimator
 
 _METHODS = ("logistic", "ulsif", "rulsif", "kliep", "kmm")
 
@@ -129,7 +129,7 @@ def _quadratic(Z: np.ndarray) -> np.ndarray:
     return np.hstack([Z, (Z[:, :, None] * Z[:, None, :])[:, iu[0], iu[1]]])
 
 
-class DensityRatioEstimator(BaseEstimator):
+class DensityRatioEstimator(ProbestEstimator):
     """Estimate ``w(x) = p_target(x) / p_source(x)`` from unlabelled samples.
 
     Parameters
@@ -161,7 +161,10 @@ class DensityRatioEstimator(BaseEstimator):
     ----------
     method_ : str; n_features_in_ : int; fit_time_ : seconds spent in ``fit``;
     sigma_, lam_ : selected hyper-parameters (kernel methods); cv_scores_ : dict of CV scores;
-    classifier_ : the fitted sklearn domain classifier (logistic);
+    center_, scale_ : pooled standardisation of the covariates;
+    logit_coef_, logit_intercept_ : the domain classifier's logit as a linear map of the
+    (quadratic) features (logistic);
+    X_fit_ : the source points KMM was fitted on;
     log_prior_correction_ : ``log(n_S / n_T)`` (logistic); alpha_, centers_ (kernel methods);
     source_weights_ : KMM's weights for the training source points.
     """
@@ -209,13 +212,13 @@ class DensityRatioEstimator(BaseEstimator):
         rng = np.random.default_rng(draw_seed(self.random_state))
         # Standardise on the pooled sample: kernel widths and penalties become scale-free.
         pooled = np.vstack([Xs, Xt])
-        self._mu, self._sd = pooled.mean(0), pooled.std(0)
-        self._sd[self._sd == 0] = 1.0
-        Zs, Zt = (Xs - self._mu) / self._sd, (Xt - self._mu) / self._sd
+        self.center_, self.scale_ = pooled.mean(0), pooled.std(0)
+        self.scale_[self.scale_ == 0] = 1.0
+        Zs, Zt = (Xs - self.center_) / self.scale_, (Xt - self.center_) / self.scale_
         self.cv_scores_ = {}
         getattr(self, f"_fit_{self.method}")(Zs, Zt, rng)
         if self.method == "kmm":
-            self._Xs_fit = Xs
+            self.X_fit_ = Xs
         self.method_ = self.method
         self.fit_time_ = time.perf_counter() - t0
         return self
@@ -224,12 +227,12 @@ class DensityRatioEstimator(BaseEstimator):
         """``log w(x)`` (``-inf`` where a kernel model's ratio is exactly 0)."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        Z = (X - self._mu) / self._sd
+        Z = (X - self.center_) / self.scale_
         if self.method_ == "logistic":
             F = _quadratic(Z) if self.features == "quadratic" else Z
-            return self.classifier_.decision_function(F) + self.log_prior_correction_
+            return F @ self.logit_coef_ + self.logit_intercept_ + self.log_prior_correction_
         if self.method_ == "kmm":
-            if X.shape != self._Xs_fit.shape or not np.array_equal(X, self._Xs_fit):
+            if X.shape != self.X_fit_.shape or not np.array_equal(X, self.X_fit_):
                 raise ValueError(
                     "KMM only gives weights for the source points it was fitted on; use "
                     "method='logistic', 'ulsif' or 'kliep' for out-of-sample ratios.")
@@ -244,6 +247,17 @@ class DensityRatioEstimator(BaseEstimator):
                 return np.log(1 - a) + np.log(r) - np.log1p(-a * r)
         with np.errstate(divide="ignore"):
             return np.log(np.maximum(r, 0.0))
+
+    def _cli_default_data(self):
+        """``probest fit DensityRatioEstimator``: setup B2's source and target covariates."""
+        from probest.datasets import make_covariate_shift
+
+        d = make_covariate_shift("B2", n=1000, random_state=0)
+        return d.X_source, None, "B2 source -> target covariates (n=1000)", {"X_target": d.X_target}
+
+    def _cli_metrics(self, X, y=None) -> dict[str, float]:
+        return {"ESS of held-out source weights": self.effective_sample_size(X),
+                "n held-out source rows": float(len(X))}
 
     def predict_ratio(self, X) -> np.ndarray:
         """``w(x) = exp(log w(x))`` (may overflow to ``inf``; prefer ``predict_log_ratio``)."""
@@ -266,14 +280,15 @@ class DensityRatioEstimator(BaseEstimator):
         F = np.vstack([Zs, Zt])
         if self.features == "quadratic":
             F = _quadratic(F)
-        self._fmu, self._fsd = F.mean(0), F.std(0)
-        self._fsd[self._fsd == 0] = 1.0
+        # L2-penalised logistic regression on standardised features, then folded back into
+        # one linear map on F (logit = F @ logit_coef_ + logit_intercept_): nothing but
+        # arrays is kept, so the fitted estimator saves to safetensors.
+        mu, sd = F.mean(0), F.std(0)
+        sd[sd == 0] = 1.0
         lab = np.r_[np.zeros(len(Zs)), np.ones(len(Zt))]
-        clf = LogisticRegression(C=self.C, tol=1e-8, max_iter=5000)
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        self.classifier_ = make_pipeline(StandardScaler(), clf).fit(F, lab)
+        clf = LogisticRegression(C=self.C, tol=1e-8, max_iter=5000).fit((F - mu) / sd, lab)
+        self.logit_coef_ = clf.coef_[0] / sd
+        self.logit_intercept_ = float(clf.intercept_[0] - (mu / sd) @ clf.coef_[0])
         self.log_prior_correction_ = float(np.log(len(Zs) / len(Zt)))
 
     def _centers(self, Zt, rng):

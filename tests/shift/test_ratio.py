@@ -153,3 +153,15 @@ def test_logistic_prior_correction_unequal_sizes():
     assert est.log_prior_correction_ == pytest.approx(np.log(4.0))
     assert est.predict_ratio(xs).mean() == pytest.approx(1.0, abs=0.1)
     assert est.predict_log_ratio(np.zeros((1, 1)))[0] == pytest.approx(-0.5, abs=0.15)
+
+
+@pytest.mark.parametrize("method", ["logistic", "ulsif", "rulsif", "kliep", "kmm"])
+def test_save_load_round_trip_without_pickle(method, tmp_path):
+    import probest
+
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(80, 2)), rng.normal(0.5, 1.0, size=(60, 2))
+    dre = DensityRatioEstimator(method=method, random_state=0).fit(Xs, Xt)
+    probest.save(dre, tmp_path / "dre")
+    back = probest.load(tmp_path / "dre")
+    np.testing.assert_array_equal(back.predict_log_ratio(Xs), dre.predict_log_ratio(Xs))
