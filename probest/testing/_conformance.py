@@ -37,6 +37,7 @@ _OUTPUT_METHODS = (
     "score_samples",
     "decision_function",
     "transform",
+    "predict_log_ratio",
 )
 
 
