@@ -15,8 +15,7 @@ does not import zuko, POT or torchdiffeq.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from probest._lazy import attach
 
 _LAZY = {
     "DiscretizedLogisticMixture": "_dlm",
@@ -25,14 +24,4 @@ _LAZY = {
     "AutoregressiveDLMEstimator": "_autoregressive",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"probest.flows.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'probest.flows' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = attach(__name__, _LAZY)

@@ -10,8 +10,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from probest._lazy import attach
 
 _LAZY = {
     "GaussianMixture": "_gmm",
@@ -19,14 +18,4 @@ _LAZY = {
     "FedGMMClassifier": "_fedgmm",
 }
 
-__all__ = ["FedGMMClassifier", "FederatedGaussianMixture", "GaussianMixture"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"probest.mixture.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'probest.mixture' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = attach(__name__, _LAZY)

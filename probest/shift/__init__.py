@@ -10,8 +10,7 @@ models they reweight.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from probest._lazy import attach
 
 _LAZY = {
     "WeightedLinearRegression": "probest.shift._glm",
@@ -29,14 +28,4 @@ _LAZY = {
     "process_log_weights": "probest.shift._ratio",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'probest.shift' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = attach(__name__, _LAZY)
