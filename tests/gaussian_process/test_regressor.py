@@ -54,7 +54,7 @@ def test_student_t_beats_gaussian_with_outliers(mode):
 
 @pytest.mark.parametrize("mode", ["hybrid", "laplace"])
 def test_poisson_recovers_rate(mode):
-    # measured mean relative error 0.06-0.07 at n=400 (0.12 at n=200); correlation 0.99
+    # measured mean relative error 0.089 at n=400 (all four modes), correlation 0.987
     rng = np.random.default_rng(0)
     X = np.linspace(0, 10, 400)[:, None]
     rate = np.exp(1 + np.sin(X[:, 0]))
