@@ -23,8 +23,8 @@ def test_breast_cancer_hybrid_first_fold():
 
 
 def test_laplace_logit_reproduces_sklearn():
-    # The same method: measured |NLPD difference| 0.0009 and |evidence difference| < 1e-6 on
-    # this fold (probest integrates the logit predictive by quadrature, sklearn approximates).
+    # The same method: measured NLPD difference 4e-5 and evidence difference 5e-11 on this
+    # fold (probest integrates the logit predictive by quadrature, sklearn approximates).
     Xtr, ytr, Xte, yte = next(folds("breast_cancer", 1))
     ours = GaussianProcessClassifier(inference="laplace", link="logit", random_state=0)
     ours.fit(Xtr, ytr)
@@ -35,13 +35,16 @@ def test_laplace_logit_reproduces_sklearn():
 
 
 def test_digits_3v5_hybrid_first_fold():
-    # measured fold-0 NLPD 0.051 (sklearn 0.166), accuracy 0.993.
+    # measured fold-0 NLPD 0.051 (sklearn 0.168), accuracy 0.986 = one error in 73, as
+    # sklearn; one error is worth 0.014, so the per-fold accuracy bound allows two (the CV-mean
+    # target acc >= 0.985 is checked by the slow 5-fold test: measured 0.992).
     Xtr, ytr, Xte, yte = next(folds("digits_3v5", 1))
     nlpd, acc = nlpd_acc(GaussianProcessClassifier(random_state=0).fit(Xtr, ytr), Xte, yte)
-    assert nlpd <= 0.06 and acc >= 0.985, (nlpd, acc)
+    assert nlpd <= 0.06 and acc >= 0.97, (nlpd, acc)
 
 
 def test_iris_one_vs_rest_first_fold_no_worse_than_sklearn():
+    # measured fold 0: NLPD 0.044 vs sklearn 0.234, both accuracy 1.0
     Xtr, ytr, Xte, yte = next(folds("iris", 1))
     clf = GaussianProcessClassifier(random_state=0).fit(Xtr, ytr)
     assert len(clf.gps_) == 3 and isinstance(clf.hyperparameters_, list)
@@ -187,7 +190,7 @@ def test_sparse_forced_automatic_and_close_to_full(moons):
     Xt, yt = make_moons(500, noise=0.25, random_state=2)
     n_full = -full.log_predictive_density(Xt, yt).mean()
     n_sparse = -forced.log_predictive_density(Xt, yt).mean()
-    # measured 0.2131 (full) vs 0.2136 (40 inducing points)
+    # measured 0.1638 (full) vs 0.1641 (40 inducing points)
     assert n_sparse <= n_full + 0.02
     given = GaussianProcessClassifier(inducing_points=X[:30], random_state=0).fit(X, y)
     assert given.sparse_ and np.allclose(given.inducing_points_, X[:30])
