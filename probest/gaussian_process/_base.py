@@ -70,6 +70,12 @@ class _GPBase(TorchEstimator):
         return km.fit(X).cluster_centers_
 
     def _new_fit(self, X, Xt, yt, lik, Z, ctx, outputscale: float = 1.0) -> GPFit:
+        if self.dtype_ != torch.float64 and self.inference == "ep":
+            import warnings
+
+            warnings.warn("inference='ep' with dtype float32: cavity updates (1/v - l2) lose "
+                          "precision and EP can drift to degenerate hyperparameters; use "
+                          "dtype='float64' for EP.", UserWarning)
         ls = _median_distance(X, ctx.rng) if (self.kernel is None or isinstance(
             self.kernel, str)) else 1.0
         kernel = make_kernel(self.kernel, X.shape[1], lengthscale=ls, outputscale=outputscale)

@@ -290,3 +290,17 @@ def test_sparse_every_mode_close_to_full(mode):
     n_full = -full.log_predictive_density(Xt, yt).mean()
     n_sparse = -sparse.log_predictive_density(Xt, yt).mean()
     assert sparse.sparse_ and abs(n_sparse - n_full) < 0.02
+
+
+def test_float32_hybrid_close_to_float64_and_ep_warns(moons):
+    X, y = moons
+    c32 = GaussianProcessClassifier(dtype="float32", random_state=0).fit(X, y)
+    c64 = GaussianProcessClassifier(random_state=0).fit(X, y)
+    assert c32.gps_[0].X.dtype == __import__("torch").float32
+    # measured max |difference| 5e-4 on make_moons(200)
+    assert np.abs(c32.predict_proba(X) - c64.predict_proba(X)).max() < 0.01
+    with pytest.warns(UserWarning, match="float32"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)
+            warnings.simplefilter("always", category=UserWarning)
+            GaussianProcessClassifier(inference="ep", dtype="float32", max_iter=2).fit(X, y)
