@@ -9,8 +9,7 @@ Imports are lazy (GPyTorch loads on first use)::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from probest._lazy import attach
 
 _LAZY = {
     "GaussianProcessClassifier": "_classifier",
@@ -19,14 +18,4 @@ _LAZY = {
     "objective_surface": "_plot",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"probest.gaussian_process.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'probest.gaussian_process' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = attach(__name__, _LAZY)

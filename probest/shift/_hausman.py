@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from probest.shift._glm import _WeightedGLM
+from probest.shift._glm_base import _WeightedGLM
 
 
 def _mean_params(model) -> np.ndarray:

@@ -15,7 +15,7 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probest.shift._glm import _check_weights, _weighted_outer, _WeightedGLM
+from probest.shift._glm_base import _check_weights, _weighted_outer, _WeightedGLM
 
 
 def sign_invariant_error(coef, coef_true) -> float:

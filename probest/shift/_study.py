@@ -32,7 +32,7 @@ _BASES = {"B1": "linear", "B2": "linear", "B3": "logistic", "phase_retrieval": "
 
 def fit_method(method: str, data, random_state: int = 0):
     """Fit one method on ``data`` (a :class:`~probest.datasets._shift.CovariateShiftData`)."""
-    from probest.shift._covariate import CovariateShiftClassifier, CovariateShiftRegressor
+    from probest.shift._estimators import CovariateShiftClassifier, CovariateShiftRegressor
 
     if method == "adapt_discriminative":
         return _adapt_discriminative(data)

@@ -1,0 +1,175 @@
+"""The public covariate-shift estimators (the shared engine is in ``_covariate.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+from probest.shift._covariate import _CovariateShiftBase
+from probest.shift._glm import (
+    WeightedLinearRegression,
+    WeightedLogisticRegression,
+    WeightedPoissonRegression,
+)
+from probest.shift._phase import PhaseRetrievalRegression
+
+_DOC_PARAMS = """
+    Parameters
+    ----------
+    base : str, sklearn estimator or torch ``nn.Module``
+        {bases}; any sklearn estimator whose ``fit`` accepts ``sample_weight`` (cloned); or
+        an ``nn.Module`` whose ``forward(X)`` returns a ``torch.distributions`` distribution of
+        ``y`` with ``batch_shape (n,)`` (deep-copied, fitted by weighted L-BFGS).
+    estimator : {{"mle", "mwle", "auto"}}, default="auto"
+        Plain MLE, importance-weighted MLE, or the rule in the module docstring (a
+        Hausman-type misspecification test; IW-CV for sklearn bases), recorded in
+        ``auto_decision_``.
+    density_ratio : str, callable, DensityRatioEstimator or "true", default="logistic"
+        How ``w = p_T / p_S`` is obtained: a :class:`DensityRatioEstimator` method fitted on
+        ``(X, X_target)``; a callable ``X -> w(X)`` (e.g. ``fitted_dre.predict_ratio``: the
+        way to use the estimator inside ``GridSearchCV``, whose ``clone`` would unfit an
+        estimator parameter); a ``DensityRatioEstimator`` (refitted when ``X_target`` is
+        given, used as is when already fitted); any object with a ``predict_log_ratio(X)`` method
+        (log space: ratios beyond float64 are fine); or ``"true"``: ``sample_weight`` holds
+        the true ratios ``w(x_i)``.  Otherwise ``sample_weight`` multiplies the importance weights.
+    ratio_features : None, list of column indices or callable, default=None
+        The covariates the ratio is estimated on (default: all of ``X``).
+    clip : float or None, default=0.99
+        In ``(0, 1)``: cap the weights at that quantile; ``>= 1``: cap at ``W = clip`` times
+        the mean weight; None: no clipping.
+    flatten : float in [0, 1], default=1.0
+        Use ``w ** flatten`` (0 is MLE, 1 full MWLE).
+    normalize : bool, default=True
+        Rescale the weights to mean 1 (the base is always fitted with ``w / mean(w)`` then).
+    alpha : float, default=0.0
+        Ridge penalty of the built-in bases.
+    max_iter : int, default=100
+        Optimiser budget of the built-in and torch bases.
+    auto_level : float, default=0.05
+        Significance level of the misspecification test of ``estimator="auto"``.
+    random_state, device, dtype, verbose : see :class:`probest.base.TorchEstimator`.
+
+    Attributes
+    ----------
+    estimator_ : the fitted base model; estimator_used_ : "mle" or "mwle";
+    converged_, n_iter_ : the chosen base fit's convergence flag and iteration count;
+    auto_decision_ : dict (rule, statistic, p-value or IW-CV losses, chosen);
+    weights_ : importance weights of the source rows (clipped, flattened, normalised);
+    ratio_estimator_ : the fitted DensityRatioEstimator (or the callable; None);
+    effective_sample_size_ : ``(sum w)^2 / sum w^2``;
+    target_fisher_ratio_ : plug-in ``Tr(I_T I_S^-1)`` (``I_T`` on ``X_target`` when given,
+        else importance-weighted; empirical Fisher for torch models; None for sklearn bases).
+        MLE's target excess risk is about this over ``n``;
+    covariance_, covariance_type_ : sandwich (MWLE) or Laplace (MLE) covariance of the
+        parameters (None for sklearn bases); coef_, intercept_ : when the base has them.
+"""
+
+
+class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
+    _builtin = {"linear": WeightedLinearRegression, "poisson": WeightedPoissonRegression,
+                "phase_retrieval": PhaseRetrievalRegression}
+
+    def __init__(self, base: Any = "linear", *, estimator: str = "auto",
+                 density_ratio: Any = "logistic", ratio_features: Any = None,
+                 clip: float | None = 0.99, flatten: float = 1.0, normalize: bool = True,
+                 alpha: float = 0.0, max_iter: int = 100, auto_level: float = 0.05,
+                 random_state: Any = None, device: str = "cpu", dtype: str = "float64",
+                 verbose: int = 0):
+        self.base = base
+        self.estimator = estimator
+        self.density_ratio = density_ratio
+        self.ratio_features = ratio_features
+        self.clip = clip
+        self.flatten = flatten
+        self.normalize = normalize
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.auto_level = auto_level
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.verbose = verbose
+
+    def fit(self, X, y, X_target=None, sample_weight=None):
+        """Fit on labelled source ``(X, y)``; ``X_target`` are unlabelled target covariates."""
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        self._fit(X, y, X_target, sample_weight)
+        if not hasattr(self.estimator_, "to_pyro"):
+            r = y - np.asarray(self.estimator_.predict(X))
+            w = self.weights_ if self.estimator_used_ == "mwle" else np.ones(len(y))
+            self.residual_scale_ = float(np.sqrt(max(w @ r**2 / w.sum(), 1e-12)))
+        return self
+
+
+class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
+    _builtin = {"logistic": WeightedLogisticRegression}
+
+    def __init__(self, base: Any = "logistic", *, estimator: str = "auto",
+                 density_ratio: Any = "logistic", ratio_features: Any = None,
+                 clip: float | None = 0.99, flatten: float = 1.0, normalize: bool = True,
+                 alpha: float = 0.0, max_iter: int = 100, auto_level: float = 0.05,
+                 random_state: Any = None, device: str = "cpu", dtype: str = "float64",
+                 verbose: int = 0):
+        self.base = base
+        self.estimator = estimator
+        self.density_ratio = density_ratio
+        self.ratio_features = ratio_features
+        self.clip = clip
+        self.flatten = flatten
+        self.normalize = normalize
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.auto_level = auto_level
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.verbose = verbose
+
+    def fit(self, X, y, X_target=None, sample_weight=None):
+        """Fit on labelled source ``(X, y)``; ``X_target`` are unlabelled target covariates."""
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes; got 1 class "
+                             f"({self.classes_[0]!r}).")
+        if sample_weight is not None:
+            sw = np.asarray(sample_weight, dtype=np.float64)
+            if sw.shape == y.shape and not np.any(sw > 0):
+                raise ValueError("sample_weight is zero for every sample; at least one must be "
+                                 "positive.")
+            if sw.shape == y.shape and len(np.unique(y[sw > 0])) < 2:
+                raise ValueError("only one class has positive sample_weight: at least 2 classes "
+                                 "with positive weight are needed.")
+        y_fit = y
+        if isinstance(self.base, torch.nn.Module):
+            y_fit = np.searchsorted(self.classes_, y)
+        self._fit(X, y_fit, X_target, sample_weight)
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities of the fitted model (columns in ``classes_`` order)."""
+        X = self._check_X(X)
+        return np.asarray(self.estimator_.predict_proba(X))
+
+    def predict_log_proba(self, X):
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        P = self.predict_proba(X)
+        return self.classes_[np.argmax(P, axis=1)]
+
+
+CovariateShiftRegressor.__doc__ = (
+    "Covariate-shift regression by MLE or maximum weighted likelihood (MWLE).\n"
+    + _DOC_PARAMS.format(bases='"linear" (Gaussian), "poisson" (log link), "phase_retrieval" '
+                                '(y = (x^T b)^2 + noise, spectral start)'))
+CovariateShiftClassifier.__doc__ = (
+    "Covariate-shift classification by MLE or maximum weighted likelihood (MWLE).\n"
+    + _DOC_PARAMS.format(bases='"logistic" (binary or multinomial)'))
