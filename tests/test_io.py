@@ -54,3 +54,38 @@ def test_load_refuses_foreign_classes(tmp_path):
     (tmp_path / "m" / "model.json").write_text(json.dumps({"class": "os.system", "params": {}, "fitted": {}}))
     with pytest.raises(ValueError, match="not a probest estimator"):
         probest.load(tmp_path / "m")
+
+
+def test_module_attributes_round_trip_through_rebuild_hook(tmp_path):
+    import torch
+
+    from probest.base import TorchEstimator
+
+    class _Net(TorchEstimator):
+        def __init__(self, width=3, dtype="float64"):
+            self.width = width
+            self.dtype = dtype
+
+        def fit(self, X=None, y=None):
+            with self._fit_context():
+                self.net_ = torch.nn.Linear(2, self.width).to(self.dtype_)
+                self.scale_ = np.array([2.0])
+            return self
+
+        def _rebuild_modules(self):
+            return {"net_": torch.nn.Linear(2, self.width)}
+
+    est = _Net().fit()
+    tensors, meta = est._get_fitted_state()
+    assert meta["__modules__"] == ["net_"] and "net_.weight" in tensors
+    back = _Net()
+    back._set_fitted_state(tensors, meta)
+    assert back.net_.weight.dtype == torch.float64  # saved dtype kept (assign=True)
+    assert torch.equal(back.net_.weight, est.net_.weight) and not back.net_.training
+    assert back.device_ == torch.device("cpu") and back.scale_[0] == 2.0
+
+    class _NoHook(_Net):
+        _rebuild_modules = TorchEstimator._rebuild_modules
+
+    with pytest.raises(NotImplementedError, match="_rebuild_modules"):
+        _NoHook()._set_fitted_state(tensors, meta)

@@ -176,18 +176,8 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
 
         return load_digits().data.astype(float), None, "load_digits (17 integer levels)"
 
-    def _get_fitted_state(self):
-        tensors = {f"model.{k}": v.detach().cpu() for k, v in self.model_.state_dict().items()}
-        meta = {"n_features_in_": int(self.n_features_in_), "n_levels_": int(self.n_levels_),
-                "converged_": bool(self.converged_), "n_iter_": int(self.n_iter_)}
-        return tensors, meta
-
-    def _set_fitted_state(self, tensors, meta):
-        from probest._torch import resolve_dtype
-
-        for k, v in meta.items():
-            setattr(self, k, v)
-        self.device_, self.dtype_ = torch.device("cpu"), resolve_dtype(self.dtype)
-        self.model_ = _MADE(self.n_features_in_, int(self.n_components), self.hidden, self.n_levels_)
-        self.model_.load_state_dict({k[6:]: v for k, v in tensors.items()})
-        self.model_.to(dtype=self.dtype_).eval()
+    def _rebuild_modules(self):
+        """An untrained MADE of the fitted shape (``probest.load`` fills it)."""
+        with torch.random.fork_rng():
+            return {"model_": _MADE(int(self.n_features_in_), int(self.n_components), self.hidden,
+                                    int(self.n_levels_))}

@@ -243,29 +243,11 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
 
         return make_flow_toy(2000, random_state=0), None, "two moons (make_flow_toy)"
 
-    def _get_fitted_state(self):
-        from probest._io import split_state
-
-        tensors = {f"model.{k}": v.detach().cpu() for k, v in self.model_.state_dict().items()}
-        tensors.update({f"pre.{k}": v.detach().cpu() for k, v in self.preprocessor_.state_dict().items()})
-        fitted = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")
-                  and k not in ("model_", "preprocessor_", "device_", "dtype_")}
-        t2, meta = split_state(fitted, owner=type(self).__name__)
-        tensors.update(t2)
-        meta["preprocess_kind"] = self.preprocessor_.kind
-        return tensors, meta
-
-    def _set_fitted_state(self, tensors, meta):
-        from probest._io import join_state
-        from probest._torch import resolve_dtype
-
-        kind = meta.pop("preprocess_kind")
-        rest = {k: v for k, v in tensors.items() if not k.startswith(("model.", "pre."))}
-        for k, v in join_state(rest, meta).items():
-            setattr(self, k, v)
-        self.device_, self.dtype_ = torch.device("cpu"), resolve_dtype(self.dtype)
-        self.preprocessor_ = Preprocessor(kind, tensors["pre.low"], tensors["pre.high"])
-        self.model_ = _ode.VelocityMLP(int(self.n_features_in_), self.hidden)
-        self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.model_.to(dtype=self.dtype_).eval().requires_grad_(False)
+    def _rebuild_modules(self):
+        """Untrained modules of the fitted architecture (``probest.load`` fills them)."""
+        d = int(self.n_features_in_)
+        with torch.random.fork_rng():
+            model = _ode.VelocityMLP(d, self.hidden).requires_grad_(False)
+        empty = torch.zeros(d)
+        return {"model_": model, "preprocessor_": Preprocessor(self.preprocess or "none", empty, empty)}
 
