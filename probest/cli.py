@@ -282,6 +282,9 @@ def _print_table(header: list[str], rows: list[tuple]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="probest", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    from probest import __version__
+
+    p.add_argument("--version", action="version", version=f"probest {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="estimators, their extras and whether installed").set_defaults(fn=cmd_list)

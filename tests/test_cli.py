@@ -115,3 +115,11 @@ def test_fit_needing_more_than_one_csv_is_a_clear_error(tmp_path, capsys):
     finally:
         cli._resolve_estimator = real
     assert "also needs groups" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import probest
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and probest.__version__ in capsys.readouterr().out
