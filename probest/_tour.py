@@ -77,7 +77,7 @@ def run_tour(
     _print_table(
         ["family", "method", "data", "metric", "probest", "peer", "peer value", "seconds"],
         [(r.family, r.method, r.data, r.metric, _fmt(r.value), r.peer or "-", _fmt(r.peer_value),
-          f"{r.seconds:.1f}") for r in results],
+          f"{r.seconds:.3g}") for r in results],
     )
     print()
     _print_table(["family", "status", "seconds"], [(f, s, f"{t:.1f}") for f, s, t in status])
@@ -94,7 +94,7 @@ def write_report(results, status, out_dir: pathlib.Path, *, quick: bool, total: 
     rows = "".join(
         "<tr>" + "".join(f"<td>{esc(_fmt(c))}</td>" for c in (
             r.family, r.method, r.data, r.metric, r.value, r.peer or "-", r.peer_value,
-            f"{r.seconds:.1f}", r.note)) + "</tr>"
+            f"{r.seconds:.3g}", r.note)) + "</tr>"
         for r in results
     )
     stat = "".join(f"<tr><td>{esc(f)}</td><td>{esc(s)}</td><td>{t:.1f}</td></tr>" for f, s, t in status)
