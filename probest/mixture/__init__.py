@@ -5,7 +5,8 @@
 * :class:`FederatedGaussianMixture` — federated EM with shared components and per-client
   weights; engines "local", "torch.distributed" and "flower".
 * :class:`FedGMMClassifier` — the FedGMM joint model (GMM on x, per-client weight table,
-  conditional experts) for personalised classification and novelty detection.
+  conditional experts) for personalised classification and novelty detection;
+  engines "local" and "torch.distributed".
 """
 
 from __future__ import annotations

@@ -127,3 +127,37 @@ def average_states(states, masses):
         return None
     tot = sum(m for _, m in pairs)
     return {k: sum(s[k] * (m / tot) for s, m in pairs) for k in pairs[0][0]}
+
+
+def allreduce_average(states, masses, engine, like=None):
+    """:func:`average_states` over every rank's clients, with two SUM all-reduces' worth of data.
+
+    Each rank adds ``m_c * theta_c`` and ``m_c`` over its own clients; one all-reduce of
+    that vector gives the global sums, so every rank gets the same mass-weighted average.
+    ``like`` (the previous global state, identical on all ranks) fixes the keys and shapes;
+    while no global state exists yet, the ranks exchange them once (an object gather).
+    Returns None when no client anywhere gave the expert any mass.
+    """
+    pairs = [(s, m) for s, m in zip(states, masses, strict=True) if s is not None and m > 0]
+    if like is None:
+        specs = engine.gather(None if not pairs else
+                              [(k, np.shape(v), np.asarray(v).dtype.str)
+                               for k, v in pairs[0][0].items()])
+        spec = next((s for s in specs if s is not None), None)
+        if spec is None:
+            return None
+    else:
+        spec = [(k, np.shape(v), np.asarray(v).dtype.str) for k, v in like.items()]
+    sizes = [int(np.prod(shape)) for _, shape, _ in spec]
+    vec = np.zeros(sum(sizes) + 1)
+    for s, m in pairs:
+        vec[:-1] += m * np.concatenate([np.asarray(s[k], float).ravel() for k, _, _ in spec])
+        vec[-1] += m
+    tot = engine.allreduce(torch.from_numpy(vec)).cpu().numpy()
+    if not tot[-1] > 0:
+        return None
+    out, i = {}, 0
+    for (k, shape, dt), size in zip(spec, sizes, strict=True):
+        out[k] = (tot[i: i + size] / tot[-1]).reshape(shape).astype(np.dtype(dt))
+        i += size
+    return out

@@ -1,4 +1,4 @@
-"""FedGMMClassifier: the FedGMM joint model (Wu et al., ICML 2023) on the local engine.
+"""FedGMMClassifier: the FedGMM joint model (Wu et al., ICML 2023), local or torch.distributed.
 
 Client ``c`` models ``p_c(x, y) = sum_{a,b} pi_c[a,b] N(phi(x); mu_a, Sigma_a) p(y|x; theta_b)``:
 ``M1 = n_input_components`` shared Gaussians over ``phi(x)``, ``M2 = n_experts`` shared
@@ -10,6 +10,10 @@ conditional experts and a personal ``M1 x M2`` weight table ``pi_c``.  Federated
   them and runs the exact pooled M-step (:mod:`probest.mixture._stats`).
 * Experts: clients update a copy with weights ``sum_a q[a,b]``; the server averages them
   weighted by the clients' expert mass (:mod:`probest.mixture._experts`).
+
+With ``engine="torch.distributed"`` each rank holds some clients and runs the same loop:
+the Gaussian statistics, the experts' weighted parameter sums and mass totals, the
+log-likelihood and the PCA moments are all-reduced (SUM); weight tables stay on their rank.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.base import TorchEstimator
 from probest.mixture import _base
-from probest.mixture._em import ChunkedData, initial_params
-from probest.mixture._experts import average_states, make_expert
+from probest.mixture._em import ChunkedData, LocalEngine, initial_params
+from probest.mixture._experts import allreduce_average, make_expert
 from probest.mixture._federated import is_client_list, split_clients
 from probest.mixture._stats import COVARIANCE_TYPES, log_gaussian_prob, m_step, stats_from_resp
 
@@ -45,6 +49,19 @@ def _split_labels(y, groups, parts_ids, X):
     return [y[g == i] for i in parts_ids]
 
 
+def _global_classes(engine, n_features, classes, n_samples):
+    """Union of the ranks' classes and the total sample count; checks the feature counts."""
+    got = engine.gather((int(n_features), classes, int(n_samples)))
+    counts = [g[0] for g in got]
+    if len(set(counts)) > 1:
+        raise ValueError(
+            "Mismatched feature counts across ranks: "
+            + ", ".join(f"rank {r} has {c}" for r, c in enumerate(counts))
+            + "; every rank's clients must use the same features in the same order.")
+    classes = np.unique(np.concatenate([g[1] for g in got])) if len(got) > 1 else classes
+    return classes, sum(g[2] for g in got)
+
+
 class FedGMMClassifier(ClassifierMixin, TorchEstimator):
     """Personalised federated classifier: GMM on inputs x per-client weights x experts.
 
@@ -59,6 +76,11 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         or a callable ``ndarray -> ndarray``.  Fixed during training.
     covariance_type, reg_covar, max_iter, tol, init_params, random_state, verbose, device,
     dtype : as :class:`GaussianMixture`; ``tol`` applies to the mean log-likelihood.
+    engine : "local" (all clients in this process) or "torch.distributed": every rank of an
+        initialised process group calls ``fit`` with its own clients; shared parameters are
+        all-reduced (SUM) each round, so every rank ends with the same Gaussians and experts.
+        ``client_weights_``/``client_ids_``/``client_n_samples_`` then hold this rank's
+        clients only (personal tables never leave their rank); ``weights_`` is global.
 
     ``fit(X_by_client, y_by_client)`` (lists) or ``fit(X, y, groups=)``.  Personalised
     predictions use ``client=``; ``adapt(X_new, y_new=None)`` adds a client by closed-form
@@ -80,12 +102,13 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         "verbose": ["verbose"],
         "device": [str, torch.device, None],
         "dtype": [str, torch.dtype, type, None],
+        "engine": [StrOptions({"local", "torch.distributed"})],
     }
 
     def __init__(self, n_input_components=3, n_experts=3, *, expert=None, phi=None,
                  covariance_type="full", reg_covar=1e-6, max_iter=30, tol=1e-4,
                  init_params="kmeans", random_state=None, verbose=0, device="auto",
-                 dtype="float64"):
+                 dtype="float64", engine="local"):
         self.n_input_components = n_input_components
         self.n_experts = n_experts
         self.expert = expert
@@ -99,6 +122,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         self.verbose = verbose
         self.device = device
         self.dtype = dtype
+        self.engine = engine
 
     # ------------------------------------------------------------------ helpers
     def _phi(self, X: np.ndarray) -> np.ndarray:
@@ -110,18 +134,20 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
             return np.asarray(self.phi.transform(X), dtype=float)
         return np.asarray(self.phi(X), dtype=float)
 
-    def _fit_phi(self, parts) -> None:
+    def _fit_phi(self, parts, engine) -> None:
         if isinstance(self.phi, (int, np.integer)):
+            k, d = int(self.phi), parts[0].shape[1]
+            if not 1 <= k <= d:
+                raise ValueError(f"phi={k} PCA components must be in [1, n_features].")
             # federated PCA: clients send (n, sum x, sum x x^T); server eigendecomposes
-            n = sum(p.shape[0] for p in parts)
-            s1 = sum(p.sum(0) for p in parts)
-            s2 = sum(p.T @ p for p in parts)
+            loc = np.concatenate([[float(sum(p.shape[0] for p in parts))],
+                                  sum(p.sum(0) for p in parts),
+                                  sum(p.T @ p for p in parts).ravel()]).astype(np.float64)
+            tot = engine.allreduce(torch.from_numpy(loc)).cpu().numpy()
+            n, s1, s2 = tot[0], tot[1:d + 1], tot[d + 1:].reshape(d, d)
             mean = s1 / n
             cov = s2 / n - np.outer(mean, mean)
             vals, vecs = np.linalg.eigh(cov)
-            k = int(self.phi)
-            if not 1 <= k <= parts[0].shape[1]:
-                raise ValueError(f"phi={k} PCA components must be in [1, n_features].")
             self.phi_mean_ = mean
             self.phi_components_ = vecs[:, ::-1][:, :k].T.copy()
 
@@ -173,18 +199,22 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         check_classification_targets(yall)
         if len(parts) == 1:
             parts = [Xall]
-        self.classes_ = np.unique(yall)
+        engine = self._make_engine()
+        self.classes_, n_all = _global_classes(engine, Xall.shape[1], np.unique(yall),
+                                               Xall.shape[0])
         y_idx = [np.searchsorted(self.classes_, v) for v in ys]
         M1, M2, ct = self.n_input_components, self.n_experts, self.covariance_type
-        if Xall.shape[0] < M1:
-            raise ValueError(f"n_input_components={M1} exceeds n_samples={Xall.shape[0]}.")
-        self._fit_phi(parts)
+        if n_all < M1:
+            raise ValueError(f"n_input_components={M1} exceeds n_samples={n_all}.")
+        self._fit_phi(parts, engine)
         with self._fit_context() as ctx:
+            seed = int(engine.broadcast(ctx.seed))  # one seed on every rank
             self._expert = make_expert(self.expert, len(self.classes_), self.device_, self.dtype_)
             feats = [self._phi(p) for p in parts]
             clients = [ChunkedData(f, device=self.device_, dtype=self.dtype_) for f in feats]
             params, weights, ref, _ = initial_params(
-                clients, M1, ct, self.reg_covar, self.init_params, ctx.seed, ctx.generator)
+                clients, M1, ct, self.reg_covar, self.init_params, seed, ctx.generator,
+                engine=engine)
             Zs = [cl._X for cl in clients]
             # initial association input component a -> expert a mod M2 breaks the symmetry
             D = torch.full((M1, M2), 0.1 / max(M2 - 1, 1), device=self.device_,
@@ -197,7 +227,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
                 r = torch.softmax(lg, 1)
                 resp0.append(r.unsqueeze(2) * D)  # (n, M1, M2)
                 tables.append(resp0[-1].mean(0))
-            experts = self._update_experts(experts, parts, y_idx, resp0, ctx.seed)
+            experts = self._update_experts(experts, parts, y_idx, resp0, seed, engine)
             prev = -np.inf
             converged = False
             with self._progress(self.max_iter, "FedGMM") as prog:
@@ -216,8 +246,12 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
                         qs.append(q)
                         tab = q.mean(0) + 10 * torch.finfo(q.dtype).eps
                         tables[c] = tab / tab.sum()
+                    total = engine.allreduce_stats(total)
                     _, params, _ = m_step(total, ref, ct, self.reg_covar, previous=params)
-                    experts = self._update_experts(experts, parts, y_idx, qs, ctx.seed + it)
+                    experts = self._update_experts(experts, parts, y_idx, qs, seed + it,
+                                                   engine)
+                    ll, n = engine.allreduce(torch.tensor([ll, float(n)],
+                                                          dtype=torch.float64)).tolist()
                     obj = ll / n
                     prog.log(objective=obj)
                     if abs(obj - prev) < self.tol:
@@ -231,6 +265,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         self.client_weights_ = np.stack([t.cpu().numpy() for t in tables]).astype(npd)
         self.client_n_samples_ = np.array([p.shape[0] for p in parts])
         pooled = (self.client_n_samples_[:, None, None] * self.client_weights_).sum(0)
+        pooled = engine.allreduce(torch.from_numpy(pooled.astype(np.float64))).cpu().numpy()
         self.weights_ = (pooled / pooled.sum()).astype(npd)
         self.n_iter_, self.converged_, self.lower_bound_ = it, converged, obj
         if not converged:
@@ -244,7 +279,14 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         idx = torch.tensor(y_idx, device=lp.device).view(-1, 1, 1).expand(-1, lp.shape[1], 1)
         return lp.gather(2, idx).squeeze(2)
 
-    def _update_experts(self, experts, parts, y_idx, qs, seed):
+    def _make_engine(self):
+        if self.engine == "torch.distributed":
+            from probest.mixture._distributed import TorchDistributedEngine
+
+            return TorchDistributedEngine()
+        return LocalEngine()
+
+    def _update_experts(self, experts, parts, y_idx, qs, seed, engine):
         new = []
         for b in range(self.n_experts):
             states, masses = [], []
@@ -253,7 +295,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
                 states.append(self._expert.fit_local(experts[b], X, y_idx[c], w,
                                                      seed * 1000 + b))
                 masses.append(float(w.sum()))
-            avg = average_states(states, masses)
+            avg = allreduce_average(states, masses, engine, like=experts[b])
             new.append(avg if avg is not None else experts[b])
         return new
 
