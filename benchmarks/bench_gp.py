@@ -25,23 +25,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
-from sklearn.model_selection import KFold
-from sklearn.preprocessing import StandardScaler
+
+from probest.datasets import load_gp_benchmark
 
 torch.set_num_threads(1)
-
-
-def load(name):
-    if name == "breast_cancer":
-        return load_breast_cancer(return_X_y=True)
-    if name == "iris":
-        return load_iris(return_X_y=True)
-    if name == "wine":
-        return load_wine(return_X_y=True)
-    X, y = load_digits(return_X_y=True)
-    keep = (y == 3) | (y == 5)
-    return X[keep], (y[keep] == 5).astype(int)
 
 
 def fit_sklearn(X, y):
@@ -111,31 +98,26 @@ class _GPyTorchOvR:
 def run_dataset(name, n_folds, methods, gpytorch_iters=300):
     from probest.gaussian_process import GaussianProcessClassifier
 
-    X, y = load(name)
     rows = {m: [] for m in methods}
-    folds = list(KFold(5, shuffle=True, random_state=42).split(X))[:n_folds]
-    for tr, te in folds:
-        sc = StandardScaler().fit(X[tr])
-        Xtr = np.nan_to_num(sc.transform(X[tr]))
-        Xte = np.nan_to_num(sc.transform(X[te]))
+    for Xtr, ytr, Xte, yte in load_gp_benchmark(name, n_folds=n_folds):
         for m in methods:
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if m == "sklearn (Laplace, logit)":
-                    est = fit_sklearn(Xtr, y[tr])
+                    est = fit_sklearn(Xtr, ytr)
                 elif m == "gpytorch (variational)":
-                    est = _GPyTorchOvR(n_iter=gpytorch_iters).fit(Xtr, y[tr])
+                    est = _GPyTorchOvR(n_iter=gpytorch_iters).fit(Xtr, ytr)
                 else:
                     mode = m.split()[1]
                     link = "logit" if mode == "laplace" else "probit"
                     est = GaussianProcessClassifier(inference=mode, link=link,
-                                                    random_state=0).fit(Xtr, y[tr])
+                                                    random_state=0).fit(Xtr, ytr)
             dt = time.perf_counter() - t0
             P = est.predict_proba(Xte)
-            idx = np.searchsorted(est.classes_, y[te])
-            nlpd = -np.mean(np.log(np.clip(P[np.arange(len(te)), idx], 1e-300, None)))
-            acc = np.mean(est.classes_[P.argmax(1)] == y[te])
+            idx = np.searchsorted(est.classes_, yte)
+            nlpd = -np.mean(np.log(np.clip(P[np.arange(len(yte)), idx], 1e-300, None)))
+            acc = np.mean(est.classes_[P.argmax(1)] == yte)
             rows[m].append((nlpd, acc, dt))
     return {m: np.mean(v, 0) for m, v in rows.items()}
 

@@ -15,6 +15,7 @@ _GENERATORS = {
     "make_glm": "_glm",
     "make_flow_toy": "_flows",
     "make_gp_classification": "_gaussian_process",
+    "load_gp_benchmark": "_gaussian_process",
 }
 
 __all__ = sorted(_GENERATORS)

@@ -2,29 +2,12 @@
 X standardised on the training fold)."""
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
-from sklearn.model_selection import KFold
-from sklearn.preprocessing import StandardScaler
 
-
-def load(name):
-    if name == "breast_cancer":
-        return load_breast_cancer(return_X_y=True)
-    if name == "iris":
-        return load_iris(return_X_y=True)
-    if name == "wine":
-        return load_wine(return_X_y=True)
-    X, y = load_digits(return_X_y=True)
-    keep = (y == 3) | (y == 5)
-    return X[keep], (y[keep] == 5).astype(int)
+from probest.datasets import load_gp_benchmark
 
 
 def folds(name, n_folds=5):
-    X, y = load(name)
-    for tr, te in list(KFold(5, shuffle=True, random_state=42).split(X))[:n_folds]:
-        sc = StandardScaler().fit(X[tr])
-        yield (np.nan_to_num(sc.transform(X[tr])), y[tr], np.nan_to_num(sc.transform(X[te])),
-               y[te])
+    return load_gp_benchmark(name, n_folds=n_folds)
 
 
 def nlpd_acc(est, X, y):
