@@ -132,9 +132,7 @@ def sample_mixture(est, n_samples: int, weights: np.ndarray):
                 cov = params.covariances[k] if ct == "full" else params.covariances
                 L = torch.linalg.cholesky(cov)
                 x = params.means[k] + z @ L.T
-            elif ct == "diag":
-                x = params.means[k] + z * params.covariances[k].sqrt()
-            else:
+            else:  # diag and spherical store per-component variances
                 x = params.means[k] + z * params.covariances[k].sqrt()
             xs.append(x)
     X = torch.cat(xs).cpu().numpy()
@@ -182,3 +180,14 @@ def pyro_mixture(params: GaussParams, weights: torch.Tensor):
 
 
 __all__ = ["precisions_cholesky"]
+
+
+def new_client_id(client_ids, client=None):
+    """The id for a client added by ``adapt``: ``client`` if unused, else the next free integer."""
+    if client is None:
+        client = len(client_ids)
+        while client in client_ids:
+            client += 1
+    if client in client_ids:
+        raise ValueError(f"Client {client!r} already exists; choose a new id.")
+    return client

@@ -297,12 +297,7 @@ class FederatedGaussianMixture(GaussianMixture):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if X.shape[0] == 0:
             raise ValueError("adapt() needs at least one sample of the new client.")
-        if client is None:
-            client = len(self.client_ids_)
-            while client in self.client_ids_:
-                client += 1
-        if client in self.client_ids_:
-            raise ValueError(f"Client {client!r} already exists; choose a new id.")
+        client = _base.new_client_id(self.client_ids_, client)
         params = _base.params_from_numpy(self)
         Xt = torch.tensor(X, device=self.device_, dtype=self.dtype_)
         logp = log_gaussian_prob(Xt, params)

@@ -344,12 +344,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        if client is None:
-            client = len(self.client_ids_)
-            while client in self.client_ids_:
-                client += 1
-        if client in self.client_ids_:
-            raise ValueError(f"Client {client!r} already exists; choose a new id.")
+        client = _base.new_client_id(self.client_ids_, client)
         base = self._log_gauss(X).unsqueeze(2)
         if y is not None:
             base = base + self._expert_ll(X, np.searchsorted(self.classes_, np.asarray(y))
