@@ -15,18 +15,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-
-def check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-    if w.shape[0] != n:
-        raise ValueError(f"sample_weight has {w.shape[0]} entries but X has {n} rows.")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("sample_weight must be finite and non-negative.")
-    if w.sum() <= 0:
-        raise ValueError("sample_weight sums to zero: at least one row needs a positive weight.")
-    return w
+from probest._validation import check_sample_weight  # noqa: F401  (re-exported for flows)
 
 
 class BatchSampler:
