@@ -189,7 +189,8 @@ def fit_local_deployment(est, parts, ids, *, drop: dict | None = None,
                 try:
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
-                    p.kill()
+                    p.kill()  # then reap it: an unwaited Popen is a zombie (ResourceWarning)
+                    p.wait()
     if not isinstance(ids[0], str):  # map string ids announced on the wire back
         back = {str(i): i for i in ids}
         est.client_ids_ = [back[i] for i in est.client_ids_]
