@@ -33,7 +33,7 @@ from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed
-from probest.base import ProbestEstimator
+from probest.base import EstimatorSpec, ProbestEstimator
 
 _METHODS = ("logistic", "ulsif", "rulsif", "kliep", "kmm")
 
@@ -168,6 +168,7 @@ class DensityRatioEstimator(ProbestEstimator):
     log_prior_correction_ : ``log(n_S / n_T)`` (logistic); alpha_, centers_ (kernel methods);
     source_weights_ : KMM's weights for the training source points.
     """
+    _spec = EstimatorSpec(outputs=("predict_log_ratio",))
 
     def __init__(
         self,
@@ -248,14 +249,14 @@ class DensityRatioEstimator(ProbestEstimator):
         with np.errstate(divide="ignore"):
             return np.log(np.maximum(r, 0.0))
 
-    def _cli_default_data(self):
+    def _default_data(self):
         """``probest fit DensityRatioEstimator``: setup B2's source and target covariates."""
         from probest.datasets import make_covariate_shift
 
         d = make_covariate_shift("B2", n=1000, random_state=0)
         return d.X_source, None, "B2 source -> target covariates (n=1000)", {"X_target": d.X_target}
 
-    def _cli_metrics(self, X, y=None) -> dict[str, float]:
+    def _extra_metrics(self, X, y=None) -> dict[str, float]:
         return {"ESS of held-out source weights": self.effective_sample_size(X),
                 "n held-out source rows": float(len(X))}
 
