@@ -33,6 +33,7 @@ from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed
+from probest._validation import Options
 from probest.base import EstimatorSpec, ProbestEstimator
 
 _METHODS = ("logistic", "ulsif", "rulsif", "kliep", "kmm")
@@ -169,6 +170,8 @@ class DensityRatioEstimator(ProbestEstimator):
     source_weights_ : KMM's weights for the training source points.
     """
     _spec = EstimatorSpec(outputs=("predict_log_ratio",))
+    _constraints = {"method": (Options(_METHODS),),
+                    "features": (Options({"quadratic", "linear"}),)}
 
     def __init__(
         self,
@@ -198,10 +201,7 @@ class DensityRatioEstimator(ProbestEstimator):
     # ------------------------------------------------------------------------------------
     def fit(self, X_source, X_target):
         """Fit the ratio ``p_target / p_source`` from the two unlabelled samples."""
-        if self.method not in _METHODS:
-            raise ValueError(f"method={self.method!r} is unknown; use one of {_METHODS}.")
-        if self.features not in ("quadratic", "linear"):
-            raise ValueError(f"features must be 'quadratic' or 'linear', got {self.features!r}.")
+        self._validate_params()
         t0 = time.perf_counter()
         Xs = validate_data(self, X_source, dtype=np.float64)
         if X_target is None:
