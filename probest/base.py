@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -43,9 +43,104 @@ from probest._torch import (
     to_numpy,
 )
 
+#: what ``fit`` takes: a 2-D float array, a list of client arrays (federated), a list of
+#: strings, or an event log (a dict of equal-length ``actions``/``rewards``/``subjects``).
+INPUT_KINDS = ("tabular", "clients", "text", "events")
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorSpec:
+    """What an estimator class takes and gives, declared once in its class body::
+
+        class GaussianMixture(DensityMixin, TorchEstimator):
+            _spec = EstimatorSpec(outputs=("predict", "predict_proba", "score_samples"))
+
+    ``input_kind`` is what ``fit`` takes (one of :data:`INPUT_KINDS`); ``also_accepts``
+    lists further kinds ``fit`` takes (a federated estimator also takes one 2-D array as a
+    single client).  ``outputs`` are the deterministic output methods, called on data of
+    the input kind (``predict``, ``predict_proba``, ``score_samples``, ``transform``,
+    ``decision_function``, ``predict_log_ratio``, ...).  A clusterer is tabular input that
+    declares ``outputs=("fit_predict",)``: a transductive output read from ``labels_``
+    after ``fit`` (it has no method that labels new data).  :mod:`probest.testing` reads
+    the spec to choose its inputs, bad inputs and the methods it compares.
+    """
+
+    input_kind: str = "tabular"
+    outputs: tuple[str, ...] = ()
+    also_accepts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for kind in (self.input_kind, *self.also_accepts):
+            if kind not in INPUT_KINDS:
+                raise ValueError(f"input kind {kind!r} is not one of {INPUT_KINDS}.")
+        if not isinstance(self.outputs, tuple) or not all(
+                isinstance(o, str) and o.isidentifier() for o in self.outputs):
+            raise ValueError(f"outputs must be a tuple of method names, got {self.outputs!r}.")
+
+    @property
+    def transductive(self) -> bool:
+        """True for a clusterer: its only output is ``fit_predict`` (``labels_``)."""
+        return self.outputs == ("fit_predict",)
+
 
 class ProbestEstimator(BaseEstimator):
-    """Root class: the ``to_pyro``/``to_arviz`` hooks and non-pickle persistence."""
+    """Root class: the declared spec, the hooks every family may fill, parameter checks,
+    the ``to_pyro``/``to_arviz`` hooks and non-pickle persistence.
+
+    Hooks with their defaults (override in the family's class):
+
+    * ``_spec`` — the :class:`EstimatorSpec` (input kind, output methods).
+    * ``_constraints`` — ``{param: (constraint, ...)}`` checked by :meth:`_validate_params`
+      together with the shared ``device``/``dtype``/``random_state``/``verbose`` checks.
+    * :meth:`_default_data` — the data ``probest fit NAME`` uses without ``--data``.
+    * :meth:`_extra_metrics` — extra held-out metrics ``probest fit`` prints.
+    """
+
+    _spec: ClassVar[EstimatorSpec] = EstimatorSpec()
+    _constraints: ClassVar[dict[str, tuple]] = {}
+
+    def _validate_params(self) -> None:
+        """Check every parameter against ``_constraints`` and the shared parameters
+        (:data:`probest._validation.SHARED_CONSTRAINTS`); raise ``ValueError`` naming the
+        parameter, what it must be and what it got."""
+        from probest._validation import check_params
+
+        check_params(self, self._constraints)
+
+    def _store_params(self, values: dict[str, Any]) -> None:
+        """Store the constructor arguments unchanged: ``self._store_params(locals())`` is
+        the whole body of an ``__init__`` whose signature lists the parameters (sklearn's
+        ``get_params`` reads the signature, so each class still spells it out)."""
+        for name, value in values.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
+    def _default_data(self) -> tuple[Any, Any, str, dict[str, Any]]:
+        """``(X, y, name, fit_kwargs)`` for ``probest fit NAME`` without ``--data``.
+
+        Default: standardised breast cancer for classifiers, diabetes (standardised ``y``)
+        for regressors, iris features (``y=None``) otherwise.
+        """
+        from sklearn.base import is_classifier, is_regressor
+        from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+        from sklearn.preprocessing import StandardScaler
+
+        if is_classifier(self):
+            X, y = load_breast_cancer(return_X_y=True)
+            name = "breast_cancer"
+        elif is_regressor(self):
+            X, y = load_diabetes(return_X_y=True)
+            y = (y - y.mean()) / y.std()
+            name = "diabetes (standardised y)"
+        else:
+            X, y = load_iris(return_X_y=True)
+            y, name = None, "iris features"
+        return StandardScaler().fit_transform(X), y, name, {}
+
+    def _extra_metrics(self, X: Any, y: Any = None) -> dict[str, float]:
+        """Family-specific ``{metric: value}`` on the held-out split ``probest fit`` prints
+        after the standard ones (default: none)."""
+        return {}
 
     def to_pyro(self, *args: Any, **kwargs: Any):
         """The fitted model as a Pyro object (a distribution or a ``PyroModule``)."""
@@ -189,8 +284,10 @@ class TorchEstimator(ProbestEstimator):
         """Resolve ``device_``/``dtype_``, seed torch inside ``fork_rng``, keep Pyro local.
 
         Global torch/numpy/Python RNG states are the same after the block as before it,
-        and Pyro's global param store is not used (``module_local_params=True``).
+        and Pyro's global param store is not used (``module_local_params=True``).  The
+        parameters are validated first (:meth:`ProbestEstimator._validate_params`).
         """
+        self._validate_params()
         self.device_ = resolve_device(getattr(self, "device", "cpu"))
         self.dtype_ = resolve_dtype(getattr(self, "dtype", "float64"))
         seed = draw_seed(getattr(self, "random_state", None))

@@ -118,30 +118,6 @@ def _required_fit_args(est) -> list[str]:
     ]
 
 
-def _default_data(est):
-    """``(X, y, name, fit_kwargs)``: the estimator's ``_cli_default_data`` hook (which may
-    return 3 or 4 items) or a standard sklearn dataset by estimator type."""
-    from sklearn.base import is_classifier, is_regressor
-    from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
-    from sklearn.preprocessing import StandardScaler
-
-    hook = getattr(est, "_cli_default_data", None)
-    if hook is not None:
-        got = tuple(hook())
-        return got if len(got) == 4 else (*got, {})
-    if is_classifier(est):
-        X, y = load_breast_cancer(return_X_y=True)
-        name = "breast_cancer"
-    elif is_regressor(est):
-        X, y = load_diabetes(return_X_y=True)
-        y = (y - y.mean()) / y.std()
-        name = "diabetes (standardised y)"
-    else:
-        X, y = load_iris(return_X_y=True)
-        y, name = None, "iris features"
-    return StandardScaler().fit_transform(X), y, name, {}
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
     from sklearn.base import is_classifier, is_regressor
     from sklearn.model_selection import train_test_split
@@ -159,7 +135,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         X, y = _read_csv(pathlib.Path(args.data), args.target, supervised)
         data_name, fit_kwargs = args.data, {}
     else:
-        X, y, data_name, fit_kwargs = _default_data(est)
+        X, y, data_name, fit_kwargs = est._default_data()  # ProbestEstimator hook
     missing = [a for a in _required_fit_args(est) if a not in fit_kwargs]
     if missing:
         raise CLIError(
@@ -189,8 +165,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         metrics["test R^2"] = float(est.score(Xte, yte))
     elif hasattr(est, "score") and not _required_fit_args(est):
         metrics["test mean log-likelihood"] = float(est.score(Xte))
-    if hasattr(est, "_cli_metrics"):
-        metrics.update(est._cli_metrics(Xte, yte))
+    metrics.update(est._extra_metrics(Xte, yte))  # ProbestEstimator hook, {} by default
     out = pathlib.Path(args.out)
     print(f"{cls.__name__} on {data_name}: {len(Xtr)} train / {len(Xte)} test rows")
     _print_table(["metric", "value"], [(k, f"{v:.6g}") for k, v in metrics.items()])

@@ -12,7 +12,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from probest._torch import draw_seed, seeded
-from probest.base import TorchEstimator
+from probest.base import EstimatorSpec, TorchEstimator
 from probest.flows._dlm import DiscretizedLogisticMixture
 from probest.flows._pyro import EstimatorDistribution, freeze
 from probest.flows._train import BatchSampler, autocast, check_sample_weight, train
@@ -78,23 +78,12 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
     ema, max_iter, batch_size, lr, weight_decay, amp, dtype, device, random_state, verbose:
         as in :class:`FlowDensityEstimator`.
     """
+    _spec = EstimatorSpec(outputs=("score_samples",))
 
     def __init__(self, n_components=5, hidden=(256, 256), n_levels=None, ema=0.999, max_iter=1000,
                  batch_size=256, lr=1e-3, weight_decay=0.0, amp=False, dtype="float32",
                  device="auto", random_state=None, verbose=0):
-        self.n_components = n_components
-        self.hidden = hidden
-        self.n_levels = n_levels
-        self.ema = ema
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.amp = amp
-        self.dtype = dtype
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     def _check_levels(self, X: np.ndarray, levels: int) -> None:
         if not np.all(np.equal(np.mod(X, 1), 0)) or X.min() < 0:
@@ -170,11 +159,11 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
             self.n_features_in_, module=model, support=support,
         )
 
-    def _cli_default_data(self):
+    def _default_data(self):
         """Data for ``probest fit AutoregressiveDLMEstimator`` without --data: digits levels."""
         from sklearn.datasets import load_digits
 
-        return load_digits().data.astype(float), None, "load_digits (17 integer levels)"
+        return load_digits().data.astype(float), None, "load_digits (17 integer levels)", {}
 
     def _rebuild_modules(self):
         """An untrained MADE of the fitted shape (``probest.load`` fills it)."""

@@ -11,7 +11,8 @@ from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
-from probest.base import TorchEstimator
+from probest._validation import Interval, Options
+from probest.base import EstimatorSpec, TorchEstimator
 from probest.flows import _ebflow
 from probest.flows._models import FLOWS, OBJECTIVES, build_model
 from probest.flows._preprocess import Preprocessor, check_dequantization, dequantization_noise
@@ -74,6 +75,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     converged_ : bool  False when the loss became non-finite.
     history_ : list of dict
     """
+    _spec = EstimatorSpec(outputs=("score_samples", "transform"))
 
     def __init__(
         self,
@@ -99,27 +101,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         random_state=None,
         verbose=0,
     ):
-        self.flow = flow
-        self.objective = objective
-        self.n_transforms = n_transforms
-        self.hidden = hidden
-        self.dequantize = dequantize
-        self.n_levels = n_levels
-        self.preprocess = preprocess
-        self.ema = ema
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.sm_sigma = sm_sigma
-        self.fd_eps = fd_eps
-        self.patch = patch
-        self.image_shape = image_shape
-        self.amp = amp
-        self.dtype = dtype
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -127,27 +109,28 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         return tags
 
     # --- fitting ---------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.flow not in FLOWS:
-            raise ValueError(f"flow={self.flow!r} is not supported; choose from {FLOWS}.")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective={self.objective!r} is not supported; choose from {OBJECTIVES}.")
+    _constraints = {
+        "flow": (Options(FLOWS),),
+        "objective": (Options(OBJECTIVES),),
+        "max_iter": (Interval(int, 1, None),),
+        "batch_size": (Interval(int, 1, None),),
+        "n_transforms": (Interval(int, 0, None),),
+        "lr": (Interval(float, 0.0, None, closed="neither"),),
+    }
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
         if self.objective != "mle" and self.flow != "ebflow_fc":
             raise ValueError(
                 f"objective={self.objective!r} needs a flow whose linear layers have constant "
                 f"Jacobians (flow='ebflow_fc'); flow={self.flow!r} supports objective='mle' only."
             )
-        for name in ("max_iter", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if int(self.n_transforms) < 0 or (self.flow != "ebflow_fc" and int(self.n_transforms) < 1):
+        if self.flow != "ebflow_fc" and self.n_transforms < 1:
             raise ValueError(f"n_transforms must be >= 1 (>= 0 for ebflow_fc), got {self.n_transforms}.")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}.")
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit the flow to ``X`` (``n_samples x n_features``); ``y`` is ignored."""
-        self._check_params()
+        self._validate_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         w = check_sample_weight(sample_weight, X.shape[0])
         self.n_levels_ = check_dequantization(X, self.dequantize, self.n_levels)
@@ -304,11 +287,11 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
                                      has_rsample=model.has_rsample)
 
     # --- saving without pickle -------------------------------------------------------------
-    def _cli_default_data(self):
+    def _default_data(self):
         """Data for ``probest fit FlowDensityEstimator`` without --data: two moons."""
         from probest.datasets import make_flow_toy
 
-        return make_flow_toy(2000, random_state=0), None, "two moons (make_flow_toy)"
+        return make_flow_toy(2000, random_state=0), None, "two moons (make_flow_toy)", {}
 
     def _rebuild_modules(self):
         """Untrained modules of the fitted architecture (``probest.load`` fills them)."""

@@ -8,7 +8,8 @@ from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
-from probest.base import TorchEstimator
+from probest._validation import Interval, Options
+from probest.base import EstimatorSpec, TorchEstimator
 from probest.flows import _ode
 from probest.flows._preprocess import Preprocessor, check_dequantization
 from probest.flows._pyro import EstimatorDistribution, freeze
@@ -50,6 +51,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     model_ : the velocity network; preprocessor_ ; history_ ; converged_ ;
     nfe_ : number of velocity evaluations of the last ODE solve.
     """
+    _spec = EstimatorSpec(outputs=("score_samples", "transform"))
 
     def __init__(
         self,
@@ -76,45 +78,24 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         random_state=None,
         verbose=0,
     ):
-        self.coupling = coupling
-        self.sigma = sigma
-        self.source = source
-        self.solver = solver
-        self.n_steps = n_steps
-        self.rtol = rtol
-        self.atol = atol
-        self.trace = trace
-        self.n_probes = n_probes
-        self.hidden = hidden
-        self.preprocess = preprocess
-        self.sinkhorn_reg = sinkhorn_reg
-        self.ema = ema
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.amp = amp
-        self.dtype = dtype
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
-    def _check_params(self) -> None:
-        for name, allowed in (("coupling", _COUPLINGS), ("solver", _SOLVERS), ("trace", _TRACES),
-                              ("source", ("gaussian",))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not supported; choose from {allowed}.")
-        if self.preprocess not in ("standardize", None, "none"):
-            raise ValueError(f"preprocess={self.preprocess!r} is not supported; use 'standardize' or None.")
-        for name in ("max_iter", "batch_size", "n_steps", "n_probes"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.sigma < 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}.")
+    _constraints = {
+        "coupling": (Options(_COUPLINGS),),
+        "solver": (Options(_SOLVERS),),
+        "trace": (Options(_TRACES),),
+        "source": (Options({"gaussian"}),),
+        "preprocess": (Options({"standardize", "none"}), None),
+        "max_iter": (Interval(int, 1, None),),
+        "batch_size": (Interval(int, 1, None),),
+        "n_steps": (Interval(int, 1, None),),
+        "n_probes": (Interval(int, 1, None),),
+        "sigma": (Interval(float, 0.0, None),),
+    }
 
     def fit(self, X, y=None, sample_weight=None):
         """Regress the velocity field on minibatch pairs for ``max_iter`` Adam steps."""
-        self._check_params()
+        self._validate_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         w = check_sample_weight(sample_weight, X.shape[0])
         check_dequantization(X, None, None)  # warns on integer data
@@ -237,11 +218,11 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
 
         return EstimatorDistribution(log_prob, sample, self.n_features_in_, module=model)
 
-    def _cli_default_data(self):
+    def _default_data(self):
         """Data for ``probest fit FlowMatchingEstimator`` without --data: two moons."""
         from probest.datasets import make_flow_toy
 
-        return make_flow_toy(2000, random_state=0), None, "two moons (make_flow_toy)"
+        return make_flow_toy(2000, random_state=0), None, "two moons (make_flow_toy)", {}
 
     def _rebuild_modules(self):
         """Untrained modules of the fitted architecture (``probest.load`` fills them)."""

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest._validation import Interval, Options
 from probest.base import TorchEstimator
-from probest.gaussian_process._gp import DEFAULT_KIND, KINDS, GPFit, Options
+from probest.gaussian_process._gp import DEFAULT_KIND, KINDS, GPFit
+from probest.gaussian_process._gp import Options as GPOptions
 from probest.gaussian_process._kernels import hyperparameters, make_kernel
 
 INFERENCE = ("hybrid", "vi", "ep", "laplace")
@@ -28,23 +30,18 @@ def _median_distance(X: np.ndarray, rng: np.random.Generator) -> float:
 class _GPBase(TorchEstimator):
     """Shared machinery; subclasses define ``__init__`` and the likelihood/targets."""
 
-    # -- parameter checks ----------------------------------------------------------------
-    def _check_common(self) -> None:
-        if self.inference not in INFERENCE:
-            raise ValueError(f"inference={self.inference!r} is not one of {INFERENCE}.")
-        for name in ("max_iter", "e_steps", "m_steps"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}={v!r} must be a positive integer.")
-        if not 0.0 < float(self.cvi_lr) <= 1.0:
-            raise ValueError(f"cvi_lr={self.cvi_lr!r} must be in (0, 1].")
-        if self.n_inducing is not None and (
-            not isinstance(self.n_inducing, (int, np.integer)) or self.n_inducing < 1
-        ):
-            raise ValueError(f"n_inducing={self.n_inducing!r} must be None or a positive int.")
+    # -- parameter checks (ProbestEstimator._validate_params reads these) ---------------
+    _constraints = {
+        "inference": (Options(INFERENCE),),
+        "max_iter": (Interval(int, 1, None),),
+        "e_steps": (Interval(int, 1, None),),
+        "m_steps": (Interval(int, 1, None),),
+        "cvi_lr": (Interval(float, 0.0, 1.0, closed="right"),),
+        "n_inducing": (Interval(int, 1, None), None),
+    }
 
-    def _options(self) -> Options:
-        return Options(max_iter=int(self.max_iter), e_steps=int(self.e_steps),
+    def _options(self) -> GPOptions:
+        return GPOptions(max_iter=int(self.max_iter), e_steps=int(self.e_steps),
                        m_steps=int(self.m_steps), cvi_lr=float(self.cvi_lr),
                        ep_damping=0.5, tol=float(self.tol))
 

@@ -8,6 +8,8 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest._validation import Options
+from probest.base import EstimatorSpec
 from probest.gaussian_process._base import _GPBase
 from probest.gaussian_process._likelihoods import make_likelihood
 
@@ -52,35 +54,19 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
     ``ep_energy``; Laplace logs its evidence per L-BFGS evaluation), gps_ (the fitted
     latent GPs).  One-vs-rest makes per-class lists of the per-GP attributes.
     """
+    _spec = EstimatorSpec(outputs=("predict", "predict_proba"))
+    _constraints = {**_GPBase._constraints, "link": (Options({"probit", "logit"}),),
+                    "multi_class": (Options({"one_vs_rest"}),)}
 
     def __init__(self, kernel=None, *, inference="hybrid", link="probit",
                  multi_class="one_vs_rest", inducing_points=None, n_inducing=None,
                  sparse_threshold=2000, max_iter=50, e_steps=3, m_steps=3, cvi_lr=0.5,
                  tol=1e-4, random_state=None, verbose=0, device="cpu", dtype="float64"):
-        self.kernel = kernel
-        self.inference = inference
-        self.link = link
-        self.multi_class = multi_class
-        self.inducing_points = inducing_points
-        self.n_inducing = n_inducing
-        self.sparse_threshold = sparse_threshold
-        self.max_iter = max_iter
-        self.e_steps = e_steps
-        self.m_steps = m_steps
-        self.cvi_lr = cvi_lr
-        self.tol = tol
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.dtype = dtype
+        self._store_params(locals())
 
     def fit(self, X, y):
         """Fit the latent GP(s) and their hyperparameters."""
-        self._check_common()
-        if self.link not in ("probit", "logit"):
-            raise ValueError(f"link={self.link!r} must be 'probit' or 'logit'.")
-        if self.multi_class != "one_vs_rest":
-            raise ValueError(f"multi_class={self.multi_class!r}; only 'one_vs_rest' exists.")
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)

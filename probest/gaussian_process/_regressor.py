@@ -10,6 +10,7 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest.base import EstimatorSpec
 from probest.gaussian_process._base import _GPBase
 from probest.gaussian_process._likelihoods import make_likelihood
 
@@ -33,28 +34,13 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
     Attributes: as the classifier (``kernel_``, ``hyperparameters_`` with ``noise`` or
     ``scale``, ``sites_``, ``log_marginal_likelihood_value_``, ``history_``...).
     """
+    _spec = EstimatorSpec(outputs=("predict",))
 
     def __init__(self, kernel=None, *, likelihood="gaussian", inference="hybrid", df=4.0,
                  noise_init=0.1, inducing_points=None, n_inducing=None, sparse_threshold=2000,
                  max_iter=50, e_steps=3, m_steps=3, cvi_lr=0.5, tol=1e-4, random_state=None,
                  verbose=0, device="cpu", dtype="float64"):
-        self.kernel = kernel
-        self.likelihood = likelihood
-        self.inference = inference
-        self.df = df
-        self.noise_init = noise_init
-        self.inducing_points = inducing_points
-        self.n_inducing = n_inducing
-        self.sparse_threshold = sparse_threshold
-        self.max_iter = max_iter
-        self.e_steps = e_steps
-        self.m_steps = m_steps
-        self.cvi_lr = cvi_lr
-        self.tol = tol
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.dtype = dtype
+        self._store_params(locals())
 
     def _make_lik(self, y: np.ndarray):
         if self.likelihood not in LIKELIHOODS:
@@ -75,7 +61,7 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
 
     def fit(self, X, y):
         """Fit the latent GP, its hyperparameters and the likelihood's parameters."""
-        self._check_common()
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         lik = self._make_lik(y)
         if self.likelihood == "gaussian":

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from probest._validation import Interval, Options
+from probest.base import EstimatorSpec
 from probest.mixture import _base
 from probest.mixture._em import ChunkedData, LocalEngine, initial_params, log_weights_from, run_em
 from probest.mixture._gmm import GaussianMixture
@@ -99,12 +99,14 @@ class FederatedGaussianMixture(GaussianMixture):
     weights_ : pooled weights (sample-weighted mean of the client weights).
     """
 
-    _parameter_constraints: dict = {
-        **GaussianMixture._parameter_constraints,
-        "personalize": ["boolean"],
-        "engine": [StrOptions(set(ENGINES))],
-        "adapt_max_iter": [Interval(Integral, 1, None, closed="left")],
-        "round_timeout": [Interval(Real, 0, None, closed="neither")],
+    _spec = EstimatorSpec(input_kind="clients", also_accepts=("tabular",),
+                          outputs=("predict", "predict_proba", "score_samples"))
+    _constraints = {
+        **GaussianMixture._constraints,
+        "personalize": ("boolean",),
+        "engine": (Options(ENGINES),),
+        "adapt_max_iter": (Interval(int, 1, None),),
+        "round_timeout": (Interval(float, 0, None, closed="neither"),),
     }
 
     def __init__(
@@ -132,18 +134,7 @@ class FederatedGaussianMixture(GaussianMixture):
         dtype="float64",
         batch_size=None,
     ):
-        super().__init__(
-            n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar,
-            max_iter=max_iter, n_init=n_init, init_params=init_params,
-            weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
-            random_state=random_state, warm_start=warm_start, verbose=verbose,
-            verbose_interval=verbose_interval, device=device, dtype=dtype,
-            batch_size=batch_size,
-        )
-        self.personalize = personalize
-        self.engine = engine
-        self.adapt_max_iter = adapt_max_iter
-        self.round_timeout = round_timeout
+        self._store_params(locals())
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, groups=None):

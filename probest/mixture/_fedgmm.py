@@ -19,17 +19,16 @@ log-likelihood and the PCA moments are all-reduced (SUM); weight tables stay on 
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probest.base import TorchEstimator
+from probest._validation import Interval, Options
+from probest.base import EstimatorSpec, TorchEstimator
 from probest.mixture import _base
 from probest.mixture._em import ChunkedData, LocalEngine, initial_params
 from probest.mixture._experts import allreduce_average, make_expert
@@ -88,41 +87,26 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
     ``-(log p_c(x) [+ log p_c(y|x)])``.
     """
 
-    _parameter_constraints: dict = {
-        "n_input_components": [Interval(Integral, 1, None, closed="left")],
-        "n_experts": [Interval(Integral, 1, None, closed="left")],
-        "expert": "no_validation",
-        "phi": "no_validation",
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
-        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0.0, None, closed="left")],
-        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "device": [str, torch.device, None],
-        "dtype": [str, torch.dtype, type, None],
-        "engine": [StrOptions({"local", "torch.distributed"})],
+    _spec = EstimatorSpec(input_kind="clients", also_accepts=("tabular",),
+                          outputs=("predict", "predict_proba"))
+    _constraints = {
+        "n_input_components": (Interval(int, 1, None),),
+        "n_experts": (Interval(int, 1, None),),
+        "expert": ("any",),
+        "phi": ("any",),
+        "covariance_type": (Options(COVARIANCE_TYPES),),
+        "reg_covar": (Interval(float, 0.0, None),),
+        "max_iter": (Interval(int, 1, None),),
+        "tol": (Interval(float, 0.0, None),),
+        "init_params": (Options({"kmeans", "k-means++", "random", "random_from_data"}),),
+        "engine": (Options({"local", "torch.distributed"}),),
     }
 
     def __init__(self, n_input_components=3, n_experts=3, *, expert=None, phi=None,
                  covariance_type="full", reg_covar=1e-6, max_iter=30, tol=1e-4,
                  init_params="kmeans", random_state=None, verbose=0, device="auto",
                  dtype="float64", engine="local"):
-        self.n_input_components = n_input_components
-        self.n_experts = n_experts
-        self.expert = expert
-        self.phi = phi
-        self.covariance_type = covariance_type
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.tol = tol
-        self.init_params = init_params
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.dtype = dtype
-        self.engine = engine
+        self._store_params(locals())
 
     # ------------------------------------------------------------------ helpers
     def _phi(self, X: np.ndarray) -> np.ndarray:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import DensityMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probest.base import TorchEstimator
+from probest._validation import Interval, Options
+from probest.base import EstimatorSpec, TorchEstimator
 from probest.mixture import _base
 from probest.mixture._em import ChunkedData, _data_sum, initial_params, run_em
 from probest.mixture._stats import COVARIANCE_TYPES, GaussParams, n_parameters
@@ -49,24 +48,21 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         One record per EM iteration over all initialisations (``objective``, ``init``, ``time``).
     """
 
-    _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
-        "tol": [Interval(Real, 0.0, None, closed="left")],
-        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
-        "init_params": [StrOptions(set(INIT_PARAMS))],
-        "weights_init": ["array-like", None],
-        "means_init": ["array-like", None],
-        "precisions_init": ["array-like", None],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
-        "verbose": ["verbose"],
-        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device, None],
-        "dtype": [str, torch.dtype, type, None],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+    _spec = EstimatorSpec(outputs=("predict", "predict_proba", "score_samples"))
+    _constraints = {
+        "n_components": (Interval(int, 1, None),),
+        "covariance_type": (Options(COVARIANCE_TYPES),),
+        "tol": (Interval(float, 0.0, None),),
+        "reg_covar": (Interval(float, 0.0, None),),
+        "max_iter": (Interval(int, 0, None),),
+        "n_init": (Interval(int, 1, None),),
+        "init_params": (Options(INIT_PARAMS),),
+        "weights_init": ("array-like", None),
+        "means_init": ("array-like", None),
+        "precisions_init": ("array-like", None),
+        "warm_start": ("boolean",),
+        "verbose_interval": (Interval(int, 1, None),),
+        "batch_size": (Interval(int, 1, None), None),
     }
 
     def __init__(
@@ -90,23 +86,7 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         dtype="float64",
         batch_size=None,
     ):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.precisions_init = precisions_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.device = device
-        self.dtype = dtype
-        self.batch_size = batch_size
+        self._store_params(locals())
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):

@@ -32,12 +32,12 @@ from scipy.stats import chi2
 from sklearn.base import ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     has_fit_parameter,
     validate_data,
 )
 
+from probest._validation import Interval, Options, check_sample_weight
 from probest.base import TorchEstimator
 from probest.shift._glm import (
     WeightedLinearRegression,
@@ -61,12 +61,9 @@ class LowEffectiveSampleSizeWarning(UserWarning):
 class _CovariateShiftBase(TorchEstimator):
     _builtin: dict[str, type] = {}
 
-    # -- params and bases ---------------------------------------------------------------------
-    def _check_params(self):
-        if self.estimator not in _ESTIMATORS:
-            raise ValueError(f"estimator={self.estimator!r} is unknown; use one of {_ESTIMATORS}.")
-        if not (0 < self.auto_level < 1):
-            raise ValueError(f"auto_level must be in (0, 1), got {self.auto_level!r}.")
+    # -- params and bases (ProbestEstimator._validate_params reads _constraints) ----------------
+    _constraints = {"estimator": (Options(_ESTIMATORS),),
+                    "auto_level": (Interval(float, 0.0, 1.0, closed="neither"),)}
 
     def _make_base(self, seed: int):
         base = self.base
@@ -149,11 +146,9 @@ class _CovariateShiftBase(TorchEstimator):
 
     # -- fit --------------------------------------------------------------------------------
     def _fit(self, X, y, X_target, sample_weight):
-        self._check_params()
+        self._validate_params()
         n = len(X)
-        sw = None
-        if sample_weight is not None:
-            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        sw = check_sample_weight(sample_weight, n)
         Xt = self._check_target(X_target)
         with self._fit_context() as ctx, self._progress(3, type(self).__name__) as prog:
             seed = ctx.seed % (2**31)

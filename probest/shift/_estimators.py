@@ -10,6 +10,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from probest.base import EstimatorSpec
 from probest.shift._covariate import _CovariateShiftBase
 from probest.shift._glm import (
     WeightedLinearRegression,
@@ -71,6 +72,7 @@ _DOC_PARAMS = """
 
 
 class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
+    _spec = EstimatorSpec(outputs=("predict",))
     _builtin = {"linear": WeightedLinearRegression, "poisson": WeightedPoissonRegression,
                 "phase_retrieval": PhaseRetrievalRegression}
 
@@ -80,20 +82,7 @@ class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
                  alpha: float = 0.0, max_iter: int = 100, auto_level: float = 0.05,
                  random_state: Any = None, device: str = "cpu", dtype: str = "float64",
                  verbose: int = 0):
-        self.base = base
-        self.estimator = estimator
-        self.density_ratio = density_ratio
-        self.ratio_features = ratio_features
-        self.clip = clip
-        self.flatten = flatten
-        self.normalize = normalize
-        self.alpha = alpha
-        self.max_iter = max_iter
-        self.auto_level = auto_level
-        self.random_state = random_state
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
+        self._store_params(locals())
 
     def fit(self, X, y, X_target=None, sample_weight=None):
         """Fit on labelled source ``(X, y)``; ``X_target`` are unlabelled target covariates."""
@@ -107,6 +96,7 @@ class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
 
 
 class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
+    _spec = EstimatorSpec(outputs=("predict", "predict_proba"))
     _builtin = {"logistic": WeightedLogisticRegression}
 
     def __init__(self, base: Any = "logistic", *, estimator: str = "auto",
@@ -115,20 +105,7 @@ class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
                  alpha: float = 0.0, max_iter: int = 100, auto_level: float = 0.05,
                  random_state: Any = None, device: str = "cpu", dtype: str = "float64",
                  verbose: int = 0):
-        self.base = base
-        self.estimator = estimator
-        self.density_ratio = density_ratio
-        self.ratio_features = ratio_features
-        self.clip = clip
-        self.flatten = flatten
-        self.normalize = normalize
-        self.alpha = alpha
-        self.max_iter = max_iter
-        self.auto_level = auto_level
-        self.random_state = random_state
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
+        self._store_params(locals())
 
     def fit(self, X, y, X_target=None, sample_weight=None):
         """Fit on labelled source ``(X, y)``; ``X_target`` are unlabelled target covariates."""

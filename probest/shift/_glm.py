@@ -14,6 +14,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest.base import EstimatorSpec
 from probest.shift._glm_base import _check_weights, _weighted_outer, _WeightedGLM
 
 
@@ -36,6 +37,7 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
         ``(coef, intercept, log sigma)`` at the optimum (Laplace covariance).
     theta_, loglik_, n_iter_, converged_, history_.
     """
+    _spec = EstimatorSpec(outputs=("predict",))
 
     @property
     def _closed_form(self) -> bool:
@@ -75,7 +77,7 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
 
     def fit(self, X, y, sample_weight=None):
         """Fit by weighted MLE; ``sample_weight`` multiplies each row's log-likelihood."""
-        self._check_params()
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         w = _check_weights(sample_weight, X)
         if np.count_nonzero(w) < 2:
@@ -121,6 +123,7 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
     covariance_ : Laplace covariance over ``(coef, intercept)``; theta_, loglik_, n_iter_,
     converged_, history_.
     """
+    _spec = EstimatorSpec(outputs=("predict", "predict_proba", "decision_function"))
 
     def _n_outputs(self):
         return max(len(self.classes_) - 1, 1)
@@ -132,7 +135,7 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
 
     def fit(self, X, y, sample_weight=None):
         """Fit by weighted MLE; ``sample_weight`` multiplies each row's log-likelihood."""
-        self._check_params()
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         w = _check_weights(sample_weight, X)
@@ -191,6 +194,7 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
     ``y_i ~ Poisson(exp(x_i^T coef + intercept))``; same Newton fit, Laplace covariance and
     ArviZ/Pyro hooks as :class:`WeightedLinearRegression`.  ``y`` must be non-negative.
     """
+    _spec = EstimatorSpec(outputs=("predict",))
 
     def _nll(self, eta, y, extra):
         eta = eta[:, 0]
@@ -207,7 +211,7 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
 
     def fit(self, X, y, sample_weight=None):
         """Fit by weighted MLE; ``sample_weight`` multiplies each row's log-likelihood."""
-        self._check_params()
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         if np.any(y < 0):
             raise ValueError("WeightedPoissonRegression needs non-negative counts y.")

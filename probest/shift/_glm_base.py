@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from probest._torch import to_numpy
+from probest._validation import Interval, check_sample_weight
 from probest.base import TorchEstimator
 
 
@@ -60,10 +61,9 @@ def _newton(objective, theta: torch.Tensor, *, max_iter: int, tol: float, progre
 
 
 def _check_weights(sample_weight, X) -> np.ndarray:
-    w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-    if not np.any(w > 0):
-        raise ValueError("sample_weight is zero for every sample; at least one must be positive.")
-    return w
+    """Finite non-negative weights of length ``len(X)``, not all zero (ones when None)."""
+    w = check_sample_weight(sample_weight, len(X))
+    return np.ones(len(X)) if w is None else w
 
 
 class _WeightedGLM(TorchEstimator):
@@ -85,13 +85,7 @@ class _WeightedGLM(TorchEstimator):
         dtype: str = "float64",
         verbose: int = 0,
     ):
-        self.fit_intercept = fit_intercept
-        self.alpha = alpha
-        self.max_iter = max_iter
-        self.tol = tol
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
+        self._store_params(locals())
 
     # subclass hooks -----------------------------------------------------------------
     def _n_outputs(self) -> int:
@@ -101,11 +95,7 @@ class _WeightedGLM(TorchEstimator):
         raise NotImplementedError
 
     # shared machinery ---------------------------------------------------------------
-    def _check_params(self) -> None:
-        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}.")
-        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}.")
+    _constraints = {"alpha": (Interval(float, 0.0, None),), "max_iter": (Interval(int, 1, None),)}
 
     def _split(self, theta: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
         k = self._n_outputs()

@@ -15,6 +15,7 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest.base import EstimatorSpec
 from probest.shift._glm_base import _check_weights, _weighted_outer, _WeightedGLM
 
 
@@ -42,6 +43,7 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
     covariance_ : Laplace covariance over ``(b, log sigma)``.
     theta_, loglik_, n_iter_, converged_, history_.
     """
+    _spec = EstimatorSpec(outputs=("predict",))
 
     fit_intercept = False  # the model has no intercept (read by the shared GLM machinery)
     _nonconvergence_hint = ("the likelihood is not convex; raise max_iter, or the data may not "
@@ -57,12 +59,7 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
         dtype: str = "float64",
         verbose: int = 0,
     ):
-        self.alpha = alpha
-        self.max_iter = max_iter
-        self.tol = tol
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
+        self._store_params(locals())
 
     def _nll(self, eta, y, extra):
         log_sigma = extra[0]
@@ -81,7 +78,7 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
 
     def fit(self, X, y, sample_weight=None):
         """Fit by weighted MLE from the spectral initialisation."""
-        self._check_params()
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         w = _check_weights(sample_weight, X)
         k = int(np.count_nonzero(w))

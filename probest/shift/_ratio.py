@@ -33,7 +33,8 @@ from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed
-from probest.base import ProbestEstimator
+from probest._validation import Options
+from probest.base import EstimatorSpec, ProbestEstimator
 
 _METHODS = ("logistic", "ulsif", "rulsif", "kliep", "kmm")
 
@@ -168,6 +169,9 @@ class DensityRatioEstimator(ProbestEstimator):
     log_prior_correction_ : ``log(n_S / n_T)`` (logistic); alpha_, centers_ (kernel methods);
     source_weights_ : KMM's weights for the training source points.
     """
+    _spec = EstimatorSpec(outputs=("predict_log_ratio",))
+    _constraints = {"method": (Options(_METHODS),),
+                    "features": (Options({"quadratic", "linear"}),)}
 
     def __init__(
         self,
@@ -197,10 +201,7 @@ class DensityRatioEstimator(ProbestEstimator):
     # ------------------------------------------------------------------------------------
     def fit(self, X_source, X_target):
         """Fit the ratio ``p_target / p_source`` from the two unlabelled samples."""
-        if self.method not in _METHODS:
-            raise ValueError(f"method={self.method!r} is unknown; use one of {_METHODS}.")
-        if self.features not in ("quadratic", "linear"):
-            raise ValueError(f"features must be 'quadratic' or 'linear', got {self.features!r}.")
+        self._validate_params()
         t0 = time.perf_counter()
         Xs = validate_data(self, X_source, dtype=np.float64)
         if X_target is None:
@@ -248,14 +249,14 @@ class DensityRatioEstimator(ProbestEstimator):
         with np.errstate(divide="ignore"):
             return np.log(np.maximum(r, 0.0))
 
-    def _cli_default_data(self):
+    def _default_data(self):
         """``probest fit DensityRatioEstimator``: setup B2's source and target covariates."""
         from probest.datasets import make_covariate_shift
 
         d = make_covariate_shift("B2", n=1000, random_state=0)
         return d.X_source, None, "B2 source -> target covariates (n=1000)", {"X_target": d.X_target}
 
-    def _cli_metrics(self, X, y=None) -> dict[str, float]:
+    def _extra_metrics(self, X, y=None) -> dict[str, float]:
         return {"ESS of held-out source weights": self.effective_sample_size(X),
                 "n held-out source rows": float(len(X))}
 

@@ -12,9 +12,13 @@ Example::
             X, y = make_classification(60, 4, random_state=0)
             return X, y
 
-Class attributes switch checks off where a family honestly has no such feature (with the
-reason in the subclass): ``has_posterior`` (``to_arviz``), ``has_pyro`` (``to_pyro``),
-``supports_save`` (safetensors/JSON persistence), ``fit_kwargs``.
+The estimator class declares what it takes and gives (``_spec``, an
+:class:`probest.base.EstimatorSpec`): the suite evaluates the declared outputs and draws bad
+inputs from the declared input kind (:mod:`probest.testing._kinds`).  Class attributes
+switch checks off where a family honestly has no such feature (with the reason in the
+subclass): ``has_posterior`` (``to_arviz``), ``has_pyro`` (``to_pyro``), ``supports_save``
+(safetensors/JSON persistence), ``skip_bad_inputs`` (``{bad input name: reason}``);
+``input_kind`` picks another kind the spec ``also_accepts``; ``fit_kwargs``.
 """
 
 from __future__ import annotations
@@ -29,32 +33,29 @@ import pytest
 import torch
 from sklearn.base import clone, is_classifier, is_regressor
 
+from probest.testing._kinds import KINDS, BadInput
 from probest.testing._rng import assert_rng_untouched
 
-_OUTPUT_METHODS = (
-    "predict_proba",
-    "predict",
-    "score_samples",
-    "decision_function",
-    "transform",
-    "predict_log_ratio",
-)
+
+def spec_of(est):
+    """The estimator's declared :class:`probest.base.EstimatorSpec` (required)."""
+    spec = getattr(type(est), "_spec", None)
+    if spec is None or not getattr(spec, "outputs", ()):
+        raise AssertionError(
+            f"{type(est).__name__} declares no _spec with outputs: add "
+            "`_spec = EstimatorSpec(outputs=(...))` to its class body.")
+    return spec
 
 
-def _outputs(est, X) -> dict[str, np.ndarray]:
-    """Every deterministic output method the estimator has, evaluated on X."""
-    out = {}
-    for name in _OUTPUT_METHODS:
-        fn = getattr(est, name, None)
-        if fn is None:
-            continue
-        try:
-            out[name] = np.asarray(fn(X))
-        except (AttributeError, NotImplementedError):
-            continue
-    if not out:
-        raise AssertionError(f"{type(est).__name__} has no output method among {_OUTPUT_METHODS}.")
-    return out
+def _outputs(est, X, kind=None) -> dict[str, np.ndarray]:
+    """Every declared deterministic output of the estimator, evaluated on X (a clusterer's
+    ``fit_predict`` output is its fitted ``labels_``)."""
+    spec = spec_of(est)
+    kind = kind or KINDS[spec.input_kind]
+    if spec.transductive:
+        return {"labels_": np.asarray(est.labels_)}
+    Xe = kind.eval_input(X)
+    return {name: np.asarray(getattr(est, name)(Xe)) for name in spec.outputs}
 
 
 def _assert_outputs_equal(a: dict, b: dict, rtol: float, what: str) -> None:
@@ -73,6 +74,10 @@ class EstimatorConformance:
     has_pyro: bool = True
     supports_save: bool = True
     fit_kwargs: dict[str, Any] = {}
+    #: None: the spec's input kind; else one of the kinds the spec ``also_accepts``.
+    input_kind: str | None = None
+    #: bad inputs (by name, see probest.testing._kinds) this estimator may accept, with why.
+    skip_bad_inputs: dict[str, str] = {}
     #: tolerance for "identical" refits (0 = bitwise); float32 GPU kernels may need more.
     reproducibility_rtol: float = 1e-10
 
@@ -96,6 +101,35 @@ class EstimatorConformance:
         est = self.make_estimator(**self._seed_params(0))
         return self.fit(est, X, y), X, y
 
+    def kind(self):
+        """The :class:`~probest.testing._kinds.InputKind` of the data ``make_data`` returns."""
+        spec = spec_of(self.make_estimator())
+        name = self.input_kind or spec.input_kind
+        if name not in (spec.input_kind, *spec.also_accepts):
+            raise AssertionError(f"input_kind={name!r} is not declared by the estimator's spec "
+                                 f"{spec}.")
+        return KINDS[name]
+
+    def outputs(self, est, X) -> dict[str, np.ndarray]:
+        return _outputs(est, X, self.kind())
+
+    def _bad(self, group: str, X, y) -> list[BadInput]:
+        kind = self.kind()
+        for name, why in self.skip_bad_inputs.items():
+            if not isinstance(why, str) or len(why.strip()) < 10:
+                raise ValueError(f"skip_bad_inputs[{name!r}] needs a written reason.")
+        if group == "predict":
+            found = kind.bad_predict_inputs(kind.eval_input(X), kind.eval_target(y))
+        else:
+            found = [b for b in kind.bad_fit_inputs(X, y) if b.group == group]
+        unknown = set(self.skip_bad_inputs) - {b.name for b in found} - {
+            b.name for b in kind.bad_fit_inputs(X, y)} - {
+            b.name for b in kind.bad_predict_inputs(kind.eval_input(X), kind.eval_target(y))}
+        if unknown:
+            raise ValueError(f"skip_bad_inputs names {sorted(unknown)}, which the {kind.name!r} "
+                             "kind does not generate.")
+        return [b for b in found if b.name not in self.skip_bad_inputs]
+
     def _seed_params(self, seed) -> dict[str, Any]:
         return {"random_state": seed} if "random_state" in self.make_estimator().get_params() else {}
 
@@ -111,12 +145,12 @@ class EstimatorConformance:
 
     def test_pickle_deepcopy_clone_round_trip(self, fitted):
         est, X, _ = fitted
-        ref = _outputs(est, X)
+        ref = self.outputs(est, X)
         for name, other in (
             ("pickle", pickle.loads(pickle.dumps(est))),
             ("deepcopy", copy.deepcopy(est)),
         ):
-            _assert_outputs_equal(ref, _outputs(other, X), 1e-12, name)
+            _assert_outputs_equal(ref, self.outputs(other, X), 1e-12, name)
         unfitted = clone(est)
         assert not any(k.endswith("_") and not k.startswith("_") for k in vars(unfitted))
 
@@ -124,11 +158,11 @@ class EstimatorConformance:
         X, y = self.make_data()
         if "random_state" not in self.make_estimator().get_params():
             pytest.skip("estimator is deterministic (no random_state parameter)")
-        a = _outputs(self.fit(self.make_estimator(random_state=7), X, y), X)
-        b = _outputs(self.fit(self.make_estimator(random_state=7), X, y), X)
+        a = self.outputs(self.fit(self.make_estimator(random_state=7), X, y), X)
+        b = self.outputs(self.fit(self.make_estimator(random_state=7), X, y), X)
         _assert_outputs_equal(a, b, self.reproducibility_rtol, "same random_state")
         rs = np.random.RandomState(7)
-        c = _outputs(self.fit(self.make_estimator(random_state=rs), X, y), X)
+        c = self.outputs(self.fit(self.make_estimator(random_state=rs), X, y), X)
         assert all(np.all(np.isfinite(v)) for v in c.values() if v.dtype.kind == "f")
 
     def test_fit_leaves_global_rng_untouched(self):
@@ -138,38 +172,55 @@ class EstimatorConformance:
             kw = {"random_state": seed} if "random_state" in params else {}
             with assert_rng_untouched():
                 est = self.fit(self.make_estimator(**kw), X, y)
-                _outputs(est, X)
+                self.outputs(est, X)
 
-    # --- bad input ------------------------------------------------------------------------
-    def _expect_value_error(self, X, y, pattern: str):
+    # --- bad input (drawn from the declared input kind) -----------------------------------
+    def _expect_value_error(self, bad: BadInput):
         est = self.make_estimator(**self._seed_params(0))
-        with pytest.raises(ValueError, match=pattern):
-            self.fit(est, X, y)
+        try:
+            with pytest.raises(ValueError, match=bad.match):
+                self.fit(est, bad.X, bad.y)
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"{self.kind().name} bad input {bad.name!r}: {exc}")
 
-    def test_nan_and_inf_rejected(self):
+    def test_bad_values_rejected(self):
+        """NaN/inf (tabular, a client), empty or non-string text, NaN rewards (events)."""
         X, y = self.make_data()
-        for bad in (np.nan, np.inf):
-            Xb = np.array(X, dtype=np.float64, copy=True)
-            Xb[1, 0] = bad
-            self._expect_value_error(Xb, y, r"(?i)nan|inf")
+        for bad in self._bad("values", X, y):
+            self._expect_value_error(bad)
 
-    def test_wrong_shapes_rejected(self):
+    def test_bad_shapes_rejected(self):
+        """1-D/3-D X, a short y, an empty client, clients of different widths, ragged event
+        columns, missing subject ids."""
         X, y = self.make_data()
-        X = np.asarray(X)
-        self._expect_value_error(X[:, 0], y, r"(?i)2d|reshape|dimension")
-        self._expect_value_error(X[..., None], y, r"(?i)dim|2d|shape")
-        if y is not None:
-            self._expect_value_error(X, np.asarray(y)[:-1], r"(?i)inconsistent|samples|length|shape")
+        for bad in self._bad("shapes", X, y):
+            self._expect_value_error(bad)
 
-    def test_predict_with_wrong_n_features_rejected(self, fitted):
-        est, X, _ = fitted
-        X = np.asarray(X)
-        Xw = np.hstack([X, X[:, :1]])
-        for name in _OUTPUT_METHODS:
-            fn = getattr(est, name, None)
-            if fn is not None:
-                with pytest.raises(ValueError, match=r"(?i)features"):
-                    fn(Xw)
+    def test_bad_predict_input_rejected(self, fitted):
+        """Every declared output refuses a wrong n_features, unknown action ids, non-string
+        text... (a clusterer has no output on new data)."""
+        est, X, y = fitted
+        spec = spec_of(est)
+        for bad in self._bad("predict", X, y):
+            try:
+                if bad.call is not None:
+                    with pytest.raises(ValueError, match=bad.match):
+                        bad.call(est)
+                    continue
+                for name in () if spec.transductive else spec.outputs:
+                    with pytest.raises(ValueError, match=bad.match):
+                        getattr(est, name)(bad.X)
+            except pytest.fail.Exception as exc:
+                pytest.fail(f"{self.kind().name} bad input {bad.name!r}: {exc}")
+
+    def test_spec_declares_real_methods(self):
+        """The declared outputs exist and the declared kinds are known."""
+        est = self.make_estimator()
+        spec = spec_of(est)
+        self.kind()  # raises on an undeclared input_kind
+        for name in spec.outputs:
+            assert callable(getattr(est, name, None)), (
+                f"{type(est).__name__} declares output {name!r} but has no such method")
 
     # --- composition ----------------------------------------------------------------------
     def _is_conditional(self, est) -> bool:
@@ -185,6 +236,7 @@ class EstimatorConformance:
         import pyro.distributions as dist
         from pyro import poutine
 
+        X, y = self.kind().eval_input(X), self.kind().eval_target(y)
         X = np.asarray(X)
         n = X.shape[0]
         params_before = set(pyro.get_param_store().keys())  # other tests' SVI may leave some
@@ -266,4 +318,4 @@ class EstimatorConformance:
         probest.save(est, tmp_path / "m")
         assert not list((tmp_path / "m").glob("*.pkl"))
         loaded = probest.load(tmp_path / "m")
-        _assert_outputs_equal(_outputs(est, X), _outputs(loaded, X), 1e-12, "save/load")
+        _assert_outputs_equal(self.outputs(est, X), self.outputs(loaded, X), 1e-12, "save/load")

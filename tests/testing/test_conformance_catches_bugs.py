@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
 
+from probest.base import EstimatorSpec
 from probest.testing import EstimatorConformance, assert_rng_untouched, sklearn_checks
 
 
 class _Sloppy(RegressorMixin, BaseEstimator):
     """Touches numpy's global RNG, accepts NaN, never checks n_features."""
+
+    _spec = EstimatorSpec(outputs=("predict",))
 
     def __init__(self, random_state=None):
         self.random_state = random_state
@@ -41,7 +44,7 @@ def test_global_rng_violation_is_caught():
 
 def test_silent_nan_acceptance_is_caught():
     with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
-        _SloppyConformance().test_nan_and_inf_rejected()
+        _SloppyConformance().test_bad_values_rejected()
 
 
 def test_unchecked_n_features_is_caught():
@@ -49,7 +52,12 @@ def test_unchecked_n_features_is_caught():
     X, y = suite.make_data()
     est = suite.make_estimator().fit(X, y)
     with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
-        suite.test_predict_with_wrong_n_features_rejected((est, X, y))
+        suite.test_bad_predict_input_rejected((est, X, y))
+
+
+def test_unchecked_shapes_are_caught():
+    with pytest.raises(pytest.fail.Exception, match="bad input '1-D X'.*DID NOT RAISE"):
+        _SloppyConformance().test_bad_shapes_rejected()
 
 
 def test_assert_rng_untouched_passes_clean_code():
