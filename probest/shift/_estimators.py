@@ -70,11 +70,15 @@ _DOC_PARAMS = """
 """
 
 
-class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
-    _builtin = {"linear": WeightedLinearRegression, "poisson": WeightedPoissonRegression,
-                "phase_retrieval": PhaseRetrievalRegression}
+def _init_with_default_base(default_base: str):
+    """The ``__init__`` both estimators share; only the default ``base`` differs.
 
-    def __init__(self, base: Any = "linear", *, estimator: str = "auto",
+    scikit-learn reads parameter names and defaults from the signature of ``cls.__init__``
+    (``get_params``, ``clone``, the repr), so each class gets its own function with an
+    explicit signature rather than one inherited ``__init__`` with a single default.
+    """
+
+    def __init__(self, base: Any = default_base, *, estimator: str = "auto",
                  density_ratio: Any = "logistic", ratio_features: Any = None,
                  clip: float | None = 0.99, flatten: float = 1.0, normalize: bool = True,
                  alpha: float = 0.0, max_iter: int = 100, auto_level: float = 0.05,
@@ -94,6 +98,15 @@ class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
         self.device = device
         self.dtype = dtype
         self.verbose = verbose
+
+    return __init__
+
+
+class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
+    _builtin = {"linear": WeightedLinearRegression, "poisson": WeightedPoissonRegression,
+                "phase_retrieval": PhaseRetrievalRegression}
+
+    __init__ = _init_with_default_base("linear")
 
     def fit(self, X, y, X_target=None, sample_weight=None):
         """Fit on labelled source ``(X, y)``; ``X_target`` are unlabelled target covariates."""
@@ -109,26 +122,7 @@ class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
 class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
     _builtin = {"logistic": WeightedLogisticRegression}
 
-    def __init__(self, base: Any = "logistic", *, estimator: str = "auto",
-                 density_ratio: Any = "logistic", ratio_features: Any = None,
-                 clip: float | None = 0.99, flatten: float = 1.0, normalize: bool = True,
-                 alpha: float = 0.0, max_iter: int = 100, auto_level: float = 0.05,
-                 random_state: Any = None, device: str = "cpu", dtype: str = "float64",
-                 verbose: int = 0):
-        self.base = base
-        self.estimator = estimator
-        self.density_ratio = density_ratio
-        self.ratio_features = ratio_features
-        self.clip = clip
-        self.flatten = flatten
-        self.normalize = normalize
-        self.alpha = alpha
-        self.max_iter = max_iter
-        self.auto_level = auto_level
-        self.random_state = random_state
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
+    __init__ = _init_with_default_base("logistic")
 
     def fit(self, X, y, X_target=None, sample_weight=None):
         """Fit on labelled source ``(X, y)``; ``X_target`` are unlabelled target covariates."""
