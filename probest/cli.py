@@ -14,9 +14,6 @@ import sys
 import time
 from typing import Any
 
-#: families whose features need an extra beyond the core install.
-FAMILY_EXTRAS = {"mixture": "federated", "lora": "llm", "bandits": "jax"}
-
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
@@ -25,18 +22,21 @@ class CLIError(Exception):
 # --------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
     import probest
-    from probest._optional import extra_status
+    from probest._optional import extra_status, extras_used_by
 
     status = extra_status()
+
+    def row(fam: str, name: str, needs: dict[str, str]) -> tuple:
+        extra = ", ".join(f"{e} ({feature})" for e, feature in needs.items()) or "-"
+        inst = ("yes" if all(status[e] for e in needs) else "no") if needs else "-"
+        return fam, name, extra, inst
+
     rows = []
     for fam in probest.FAMILIES:
         ests = probest.all_estimators(fam)
-        extra = FAMILY_EXTRAS.get(fam, "")
-        inst = "yes" if not extra or status.get(extra, False) else "no"
         if not ests:
-            rows.append((fam, "(planned: no estimators yet)", extra or "-", inst))
-        for name, _ in ests:
-            rows.append((fam, name, extra or "-", inst))
+            rows.append(row(fam, "(planned: no estimators yet)", extras_used_by(fam)))
+        rows.extend(row(fam, name, extras_used_by(fam, name)) for name, _ in ests)
     _print_table(["family", "estimator", "extra", "extra installed"], rows)
     missing = [e for e, ok in status.items() if not ok]
     if missing:

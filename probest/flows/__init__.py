@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from probest._lazy import attach
 
-_LAZY = {
+__getattr__, __dir__, __all__ = attach(__name__, {
     "DiscretizedLogisticMixture": "_dlm",
     "FlowDensityEstimator": "_density",
     "FlowMatchingEstimator": "_matching",
     "AutoregressiveDLMEstimator": "_autoregressive",
-}
-
-__getattr__, __dir__, __all__ = attach(__name__, _LAZY)
+})

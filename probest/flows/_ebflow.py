@@ -169,11 +169,3 @@ def fdssm_loss(logp, x: torch.Tensor, eps: float, generator=None) -> torch.Tenso
     f = logp(torch.cat([x + h * u, x - h * u, x])).reshape(3, -1)
     fp, fm, f0 = f[0], f[1], f[2]
     return ((fp + fm - 2 * f0) / h**2 + (fp - fm) ** 2 / (8 * h**2)).mean()
-
-
-def fisher_divergence_gaussian(logp, x: torch.Tensor, mean: torch.Tensor, prec: torch.Tensor):
-    """``E |grad log p(x) - grad log N(x; mean, prec^-1)|^2 / 2`` on samples ``x`` (diagnostic)."""
-    x = x.detach().requires_grad_(True)
-    s = torch.autograd.grad(logp(x).sum(), x)[0]
-    target = -(x - mean) @ prec
-    return 0.5 * ((s - target) ** 2).sum(-1).mean()

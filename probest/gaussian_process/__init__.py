@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from probest._lazy import attach
 
-_LAZY = {
+__getattr__, __dir__, __all__ = attach(__name__, {
     "GaussianProcessClassifier": "_classifier",
     "GaussianProcessRegressor": "_regressor",
     "plot_objective_surface": "_plot",
     "objective_surface": "_plot",
-}
-
-__getattr__, __dir__, __all__ = attach(__name__, _LAZY)
+})

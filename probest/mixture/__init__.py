@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from probest._lazy import attach
 
-_LAZY = {
+__getattr__, __dir__, __all__ = attach(__name__, {
     "GaussianMixture": "_gmm",
     "FederatedGaussianMixture": "_federated",
     "FedGMMClassifier": "_fedgmm",
-}
-
-__getattr__, __dir__, __all__ = attach(__name__, _LAZY)
+})

@@ -113,21 +113,6 @@ def centers_from_summaries(summaries, K: int, method: str, seed: int) -> np.ndar
     return _kmeans_centers(C, K, method, seed, sample_weight=w)
 
 
-def server_centers(
-    client_rows: Sequence[np.ndarray], K: int, method: str, seed: int
-) -> np.ndarray:
-    """Initial centres computed once by the server and broadcast (no label switching).
-
-    One client: the method runs on its rows directly (as scikit-learn).  Several clients:
-    each sends a summary — the centres and sizes of a local k-means with ``min(K, n_c)``
-    clusters — and the server runs the method on the mass-weighted summaries.
-    """
-    if len(client_rows) == 1:
-        return _kmeans_centers(client_rows[0], K, method, seed)
-    summaries = [client_summary(X, K, seed + c) for c, X in enumerate(client_rows)]
-    return centers_from_summaries(summaries, K, method, seed)
-
-
 def hard_stats(data: ChunkedData, centers: torch.Tensor, ref, cov_type) -> SuffStats:
     """Statistics of a nearest-centre (one-hot) assignment."""
     total = None
@@ -168,7 +153,7 @@ class LocalEngine:
         return obj
 
 
-def _data_sum(clients, like: torch.Tensor | None = None):
+def _data_sum(clients):
     tot, n = None, 0.0
     for cl in clients:
         for X, w in cl:
@@ -283,11 +268,3 @@ def run_em(
         "n_iter": n_iter,
         "converged": converged,
     }
-
-
-def check_finite_params(params: GaussParams) -> None:
-    if not bool(torch.isfinite(params.means).all()):
-        raise ValueError(
-            "EM produced non-finite means; the data may contain extreme values. "
-            "Standardise the features or increase reg_covar."
-        )

@@ -120,17 +120,9 @@ class TorchExpert:
             return torch.log_softmax(self._load(state)(X), 1)
 
 
-def average_states(states, masses):
-    """Mass-weighted average of expert states (FedAvg); clients with no mass are skipped."""
-    pairs = [(s, m) for s, m in zip(states, masses, strict=True) if s is not None and m > 0]
-    if not pairs:
-        return None
-    tot = sum(m for _, m in pairs)
-    return {k: sum(s[k] * (m / tot) for s, m in pairs) for k in pairs[0][0]}
-
-
 def allreduce_average(states, masses, engine, like=None):
-    """:func:`average_states` over every rank's clients, with two SUM all-reduces' worth of data.
+    """Mass-weighted average (FedAvg) of expert states over every rank's clients, skipping
+    clients with no mass; two SUM all-reduces' worth of data.
 
     Each rank adds ``m_c * theta_c`` and ``m_c`` over its own clients; one all-reduce of
     that vector gives the global sums, so every rank gets the same mass-weighted average.

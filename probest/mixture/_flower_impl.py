@@ -41,11 +41,10 @@ from probest.mixture._em import (
 )
 from probest.mixture._stats import GaussParams, SuffStats, e_step_stats, m_step
 
-fl = import_optional("flwr", extra="federated", purpose="engine='flower'")
+import_optional("flwr", extra="federated", purpose="engine='flower'")
 from flwr.client import NumPyClient  # noqa: E402
 from flwr.common import (  # noqa: E402
     FitIns,
-    Parameters,
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
@@ -269,7 +268,3 @@ def _apply_given(params, weights, given):
 
     user = {k: v.to(_DT) for k, v in given.get("user", {}).items()}
     return apply_user_params(params.to(dtype=_DT), weights, user)
-
-
-def empty_parameters() -> Parameters:
-    return ndarrays_to_parameters([])

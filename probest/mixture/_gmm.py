@@ -15,7 +15,7 @@ from probest._validation import Interval, Options
 from probest.base import EstimatorSpec, TorchEstimator
 from probest.mixture import _base
 from probest.mixture._em import ChunkedData, _data_sum, initial_params, run_em
-from probest.mixture._stats import COVARIANCE_TYPES, GaussParams, n_parameters
+from probest.mixture._stats import COVARIANCE_TYPES, n_parameters
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -203,7 +203,3 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         params = _base.params_from_numpy(self)
         w = torch.tensor(self.weights_, device=self.device_, dtype=self.dtype_)
         return _base.pyro_mixture(params, w)
-
-    def _gauss_params(self) -> GaussParams:
-        check_is_fitted(self)
-        return _base.params_from_numpy(self)

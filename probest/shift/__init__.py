@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from probest._lazy import attach
 
-_LAZY = {
+__getattr__, __dir__, __all__ = attach(__name__, {
     "WeightedLinearRegression": "probest.shift._glm",
     "WeightedLogisticRegression": "probest.shift._glm",
     "WeightedPoissonRegression": "probest.shift._glm",
@@ -26,6 +26,4 @@ _LAZY = {
     "DensityRatioEstimator": "probest.shift._ratio",
     "effective_sample_size": "probest.shift._ratio",
     "process_log_weights": "probest.shift._ratio",
-}
-
-__getattr__, __dir__, __all__ = attach(__name__, _LAZY)
+})

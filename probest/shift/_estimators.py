@@ -71,18 +71,31 @@ _DOC_PARAMS = """
 """
 
 
-class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
-    _spec = EstimatorSpec(outputs=("predict",))
-    _builtin = {"linear": WeightedLinearRegression, "poisson": WeightedPoissonRegression,
-                "phase_retrieval": PhaseRetrievalRegression}
+def _init_with_default_base(default_base: str):
+    """The ``__init__`` both estimators share; only the default ``base`` differs.
 
-    def __init__(self, base: Any = "linear", *, estimator: str = "auto",
+    scikit-learn reads parameter names and defaults from the signature of ``cls.__init__``
+    (``get_params``, ``clone``, the repr), so each class gets its own function with an
+    explicit signature rather than one inherited ``__init__`` with a single default.
+    """
+
+    def __init__(self, base: Any = default_base, *, estimator: str = "auto",
                  density_ratio: Any = "logistic", ratio_features: Any = None,
                  clip: float | None = 0.99, flatten: float = 1.0, normalize: bool = True,
                  alpha: float = 0.0, max_iter: int = 100, auto_level: float = 0.05,
                  random_state: Any = None, device: str = "cpu", dtype: str = "float64",
                  verbose: int = 0):
         self._store_params(locals())
+
+    return __init__
+
+
+class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
+    _spec = EstimatorSpec(outputs=("predict",))
+    _builtin = {"linear": WeightedLinearRegression, "poisson": WeightedPoissonRegression,
+                "phase_retrieval": PhaseRetrievalRegression}
+
+    __init__ = _init_with_default_base("linear")
 
     def fit(self, X, y, X_target=None, sample_weight=None):
         """Fit on labelled source ``(X, y)``; ``X_target`` are unlabelled target covariates."""
@@ -99,13 +112,7 @@ class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
     _spec = EstimatorSpec(outputs=("predict", "predict_proba"))
     _builtin = {"logistic": WeightedLogisticRegression}
 
-    def __init__(self, base: Any = "logistic", *, estimator: str = "auto",
-                 density_ratio: Any = "logistic", ratio_features: Any = None,
-                 clip: float | None = 0.99, flatten: float = 1.0, normalize: bool = True,
-                 alpha: float = 0.0, max_iter: int = 100, auto_level: float = 0.05,
-                 random_state: Any = None, device: str = "cpu", dtype: str = "float64",
-                 verbose: int = 0):
-        self._store_params(locals())
+    __init__ = _init_with_default_base("logistic")
 
     def fit(self, X, y, X_target=None, sample_weight=None):
         """Fit on labelled source ``(X, y)``; ``X_target`` are unlabelled target covariates."""

@@ -156,11 +156,6 @@ class _WeightedGLM(TorchEstimator):
     def _init_theta(self, d: int) -> torch.Tensor:
         return torch.zeros(self._n_params(d), device=self.device_, dtype=self.dtype_)
 
-    def _eta(self, X) -> torch.Tensor:
-        Xt = self._tensor(X)
-        coef, icpt = (self._tensor(a) for a in (self.coef_, self.intercept_))
-        return Xt @ coef.T + icpt
-
     def _param_layout(self, d: int) -> tuple[dict[str, slice], dict[str, tuple]]:
         k = self._n_outputs()
         names = {"coef": slice(0, k * d)}

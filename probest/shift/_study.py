@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from probest.datasets._shift import make_covariate_shift
+from probest.datasets import make_covariate_shift
 
 #: method name -> (estimator, density_ratio, clip); "true" uses the exact ratio.
 METHODS = {
