@@ -14,12 +14,12 @@ import sys
 import time
 from typing import Any
 
+# the user-facing error and the table printer live in a leaf module shared with the tour;
+# ``probest.cli.CLIError`` stays importable from here.
+from probest._report import CLIError, print_table
+
 #: families whose features need an extra beyond the core install.
 FAMILY_EXTRAS = {"mixture": "federated", "lora": "llm", "bandits": "jax"}
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
 
 
 # --------------------------------------------------------------------------- list
@@ -37,7 +37,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append((fam, "(planned: no estimators yet)", extra or "-", inst))
         for name, _ in ests:
             rows.append((fam, name, extra or "-", inst))
-    _print_table(["family", "estimator", "extra", "extra installed"], rows)
+    print_table(["family", "estimator", "extra", "extra installed"], rows)
     missing = [e for e, ok in status.items() if not ok]
     if missing:
         print("\nmissing extras: " + ", ".join(f'pip install "probest[{e}]"' for e in sorted(missing)))
@@ -193,7 +193,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         metrics.update(est._cli_metrics(Xte, yte))
     out = pathlib.Path(args.out)
     print(f"{cls.__name__} on {data_name}: {len(Xtr)} train / {len(Xte)} test rows")
-    _print_table(["metric", "value"], [(k, f"{v:.6g}") for k, v in metrics.items()])
+    print_table(["metric", "value"], [(k, f"{v:.6g}") for k, v in metrics.items()])
     try:
         path = probest.save(est, out / "model")
         print(f"saved {path / 'model.safetensors'} and {path / 'model.json'}")
@@ -269,16 +269,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- plumbing
-def _print_table(header: list[str], rows: list[tuple]) -> None:
-    rows = [tuple(str(c) for c in r) for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
-    print(line)
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="probest", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks")
