@@ -70,18 +70,23 @@ def tour_subplots(ncols: int = 1, **kwargs):
 
 def save_tour_figure(fig, path) -> str:
     """Bring ``fig`` (ours, or one a plot helper made) to the report's figure size, lay it
-    out again (constrained layout, which also places colorbars), save it as PNG at the
-    report's dpi and close it; return the path.
+    out again, save it as PNG at the report's dpi and close it; return the path.
 
-    No ``bbox_inches="tight"``: every tour image has the same pixel size.
+    A figure with a layout engine (``tour_subplots`` makes constrained ones) is laid out by
+    it; one without gets ``tight_layout`` (skipped, not fatal, where it cannot apply).  No
+    ``bbox_inches="tight"``: every tour image has the same pixel size.
     """
+    import warnings
+
     import matplotlib.pyplot as plt
 
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.set_size_inches(*FIGSIZE)
     if fig.get_layout_engine() is None:
-        fig.set_layout_engine("constrained")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "tight layout not applied"
+            fig.tight_layout()
     fig.savefig(path, dpi=FIG_DPI)
     plt.close(fig)
     return str(path)
