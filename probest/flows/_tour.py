@@ -43,13 +43,14 @@ def _n_params(module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def _still_falling(est) -> str:
+def _still_falling(est, unit: str = "") -> str:
+    """Whether the logged training loss was still falling when the step budget ran out."""
     drop = objective_drop(est)
     if drop is None:
         return "no training history"
     if drop > 0.01:
-        return f"its training loss still fell {drop:.2f} over the last quarter of the steps"
-    return f"its training loss had levelled off (last-quarter change {drop:+.3f})"
+        return f"its training loss still fell {drop:.2f}{unit} over the last quarter of the steps"
+    return f"its training loss had levelled off (last-quarter change {drop:+.3f}{unit})"
 
 
 def _moons_rows(quick: bool, out_dir: pathlib.Path) -> list[TourResult]:
@@ -82,7 +83,7 @@ def _moons_rows(quick: bool, out_dir: pathlib.Path) -> list[TourResult]:
                    "test NLL (nats)", nsf_nll, "sklearn GaussianMixture(32, full)",
                    float(peer_nll), t_nsf, [plot],
                    f"{steps}; exact density incl. standardisation; the NSF has "
-                   f"{_n_params(nsf.model_)} parameters and {_still_falling(nsf)}; the {gmm}",
+                   f"{_n_params(nsf.model_)} parameters and {_still_falling(nsf, ' nats')}; the {gmm}",
                    better="lower"),
         TourResult("flows", "FlowMatchingEstimator(coupling='exact_ot')", "two moons",
                    "test NLL (nats)", float(-cfm.score(Xs)), "sklearn GaussianMixture(32, full)",
@@ -90,7 +91,8 @@ def _moons_rows(quick: bool, out_dir: pathlib.Path) -> list[TourResult]:
                    f"{cfm.n_iter_} steps, hidden {tuple(cfm.hidden)}; exact-trace ODE likelihood on "
                    f"{len(Xs)} test points; {_still_falling(cfm)} (velocity regression); the NSF "
                    f"above, fitted by likelihood, gets {nsf_nll:.3g} on the full test set; OT-CFM's "
-                   f"strength is near-straight paths (sampling in few ODE steps), not NLL",
+                   f"strength is near-straight paths, i.e. sampling in few ODE steps (benchmarks/"
+                   f"RESULTS.md; not measured here), not NLL",
                    better="lower"),
     ]
     fitted = "a converged" if peer.converged_ else "an"
