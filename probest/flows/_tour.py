@@ -141,11 +141,11 @@ def _cross_reference(moons: list[TourResult], digits: list[TourResult]) -> None:
     won = [r for r in digits if r.outcome == "win"]
     if not won:
         return
-    gaps = ", ".join(f"{r.method.split(' ')[0]} {r.peer_value - r.value:.3g} nats/image"
-                     for r in won)
+    gaps = " and ".join(f"{r.peer_value - r.value:.3g}" for r in won)
     for r in moons:
         if r.outcome == "loss":
-            r.note += f"; in 64-D (digits rows below) the flows beat the GMM: {gaps}"
+            r.note += (f"; in 64-D the flows beat a GMM by {gaps} nats/image (digits "
+                       f"row{'s' if len(won) > 1 else ''} below)")
 
 
 def run(quick: bool, out_dir: pathlib.Path) -> list[TourResult]:
