@@ -14,9 +14,9 @@ import sys
 import time
 from typing import Any
 
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
+# the user-facing error and the table printer live in a leaf module shared with the tour;
+# ``probest.cli.CLIError`` stays importable from here.
+from probest._report import CLIError, print_table
 
 
 # --------------------------------------------------------------------------- list
@@ -37,7 +37,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if not ests:
             rows.append(row(fam, "(planned: no estimators yet)", extras_used_by(fam)))
         rows.extend(row(fam, name, extras_used_by(fam, name)) for name, _ in ests)
-    _print_table(["family", "estimator", "extra", "extra installed"], rows)
+    print_table(["family", "estimator", "extra", "extra installed"], rows)
     missing = [e for e, ok in status.items() if not ok]
     if missing:
         print("\nmissing extras: " + ", ".join(f'pip install "probest[{e}]"' for e in sorted(missing)))
@@ -168,7 +168,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     metrics.update(est._extra_metrics(Xte, yte))  # ProbestEstimator hook, {} by default
     out = pathlib.Path(args.out)
     print(f"{cls.__name__} on {data_name}: {len(Xtr)} train / {len(Xte)} test rows")
-    _print_table(["metric", "value"], [(k, f"{v:.6g}") for k, v in metrics.items()])
+    print_table(["metric", "value"], [(k, f"{v:.6g}") for k, v in metrics.items()])
     try:
         path = probest.save(est, out / "model")
         print(f"saved {path / 'model.safetensors'} and {path / 'model.json'}")
@@ -244,16 +244,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- plumbing
-def _print_table(header: list[str], rows: list[tuple]) -> None:
-    rows = [tuple(str(c) for c in r) for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
-    print(line)
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="probest", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -83,6 +83,7 @@ def test_tour_quick_one_family_writes_report(tmp_path, capsys):
     assert "WeightedLogisticRegression" in out
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64" in html and "<table>" in html
+    assert "verdict:\n  shift: wins" in out and "[tour] warning" not in out
 
 
 def test_tour_reports_missing_families_without_faking(tmp_path, capsys, monkeypatch):

@@ -59,10 +59,12 @@ def objective_surface(X, y, lengthscales, outputscales, *, kinds=("laplace", "ep
 
 def plot_objective_surface(X, y, lengthscales=None, outputscales=None, *,
                            kinds=("laplace", "ep", "elbo", "hybrid"), link="probit",
-                           estimators=(), path=None, levels: int = 25):
+                           estimators=(), path=None, levels: int = 25, figsize=None):
     """Contour panels of :func:`objective_surface`, one per kind, each with its maximiser
     (star) and the fitted hyperparameters of ``estimators`` (binary GaussianProcessClassifier
-    instances, drawn as labelled dots).  Returns the figure (saved to ``path`` if given)."""
+    instances, drawn as labelled dots).  ``figsize`` (inches) defaults to 4.2 x 3.8 per panel;
+    the layout is constrained (colorbars included).  Returns the figure (saved to ``path`` if
+    given)."""
     import matplotlib.pyplot as plt
 
     X = np.asarray(X, dtype=np.float64)
@@ -71,7 +73,8 @@ def plot_objective_surface(X, y, lengthscales=None, outputscales=None, *,
     if outputscales is None:
         outputscales = np.geomspace(0.3, 300, 12)
     surf = objective_surface(X, y, lengthscales, outputscales, kinds=kinds, link=link)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.8), squeeze=False)
+    figsize = (4.2 * len(kinds), 3.8) if figsize is None else figsize
+    fig, axes = plt.subplots(1, len(kinds), figsize=figsize, squeeze=False, layout="constrained")
     L, S = np.meshgrid(lengthscales, outputscales)
     for ax, k in zip(axes[0], kinds):
         z = surf[k]
@@ -89,7 +92,6 @@ def plot_objective_surface(X, y, lengthscales=None, outputscales=None, *,
         ax.title.set_fontsize(9)
     axes[0][0].set_ylabel("output scale (variance)")
     axes[0][0].legend(loc="lower right", fontsize=7, framealpha=0.8)
-    fig.tight_layout()
     if path is not None:
         from probest.viz import savefig
 

@@ -98,8 +98,11 @@ def risk_curves(ns, reps, methods=("mle", "mwle_true", "mwle_logistic")):
     return {s: {n: replicate(s, n, reps, list(methods), seed=3) for n in ns} for s in ("B1", "B2")}
 
 
-def plot_risk_vs_n(curves, path) -> str:
-    """Log-log risk-vs-n panels (B1, B2) with standard-error bars; returns the PNG path."""
+def plot_risk_vs_n(curves, path, save=None) -> str:
+    """Log-log risk-vs-n panels (B1, B2) with standard-error bars; returns the PNG path.
+
+    ``save(fig, path)`` writes the figure (default :func:`probest.viz.savefig`; the tour
+    passes its own, which sets the report's figure size)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,4 +132,4 @@ def plot_risk_vs_n(curves, path) -> str:
         ax.set_title(titles[setup], fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return savefig(fig, path)
+    return (save or savefig)(fig, path)

@@ -63,3 +63,7 @@ def test_tour_quick(tmp_path):
     assert rows[1].value == pytest.approx(rows[1].peer_value, abs=1e-3)
     assert all((tmp_path / p).exists() or __import__("os").path.exists(p) for p in
                rows[0].plots)
+    from probest._tour_types import tour_problems
+
+    assert tour_problems(rows) == []  # directions declared; a loss would have to say why
+    assert [r.outcome for r in rows] == ["win", "tie"]
