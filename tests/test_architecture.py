@@ -24,11 +24,6 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
 
-# TODO(lead): helper H5 moves the table/report helpers out of cli.py, which removes the
-# _tour -> cli edges and with them this known cycle; delete this allowance once merged.
-_KNOWN_CYCLE_EDGES = {("probest._tour", "probest.cli")}
-
-
 # ----------------------------------------------------------------------------- the graph
 @dataclass(frozen=True)
 class Edge:
@@ -231,12 +226,9 @@ def test_graph_sees_known_edges(graph):
 def test_no_import_cycle(graph):
     nodes, edges = graph
     cycles = find_cycles(nodes, edges)
-    rest = find_cycles(nodes, [e for e in edges if (e.src, e.dst) not in _KNOWN_CYCLE_EDGES])
     detail = "\n".join(sorted({f"  {e.src}:{e.line} -> {e.dst}" for e in edges
-                               if any(e.src in c and e.dst in c for c in rest)}))
-    assert not rest, f"import cycles {rest}:\n{detail}"
-    if cycles:  # only the known one (its edges removed, nothing cycles)
-        pytest.xfail(f"known cycle _tour <-> cli (removed by helper H5's branch): {cycles}")
+                               if any(e.src in c and e.dst in c for c in cycles)}))
+    assert not cycles, f"import cycles {cycles}:\n{detail}"
 
 
 def test_every_module_has_a_layer(graph, families):
