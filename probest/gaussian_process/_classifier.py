@@ -9,6 +9,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.gaussian_process._base import _GPBase
+from probest.gaussian_process._guards import check_input_scale
 from probest.gaussian_process._likelihoods import make_likelihood
 
 
@@ -90,6 +91,7 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
                 "least two classes in the training labels.")
         problems = ([self.classes_[1]] if self.classes_.size == 2 else list(self.classes_))
         with self._fit_context() as ctx:
+            check_input_scale(X, self.dtype_, type(self).__name__)
             Xt = self._tensor(X)
             Z = self._inducing(X, ctx)
             fits = []
