@@ -32,8 +32,21 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
     scale, as a fraction of ``var(y)`` / ``std(y)``).  Duplicate inputs with a vanishing
     Gaussian noise are jittered with a warning.
 
+    ``normalize_y`` (default True): fit the standardised targets ``z = (y - y_mean_) /
+    y_std_`` and map every output back (predictive mean and std, ``log_predictive_density``
+    with its Jacobian ``-log(y_std_)``, ``to_pyro``, ``sample_y``,
+    ``latent_mean_and_variance``), so offsets and scales of ``y`` never matter; constant ``y``
+    gets ``y_std_ = 1`` and is predicted exactly.  Gaussian and Student-t targets are
+    standardised (location-scale families); Poisson counts never are (``y_mean_ = 0``,
+    ``y_std_ = 1``; their level is the likelihood's ``offset``).  ``kernel_``, ``theta_``,
+    ``hyperparameters_`` (``outputscale``, ``noise``, ``scale``), ``history_`` and the log
+    marginal likelihood (``log_marginal_likelihood_value_``, ``log_marginal_likelihood``) are
+    those of ``z``: ``log p(y) = log p(z) - n log(y_std_)``.  A hyperparameter that ends on
+    its bound (``[1e-5, 1e5]``) raises a ``ConvergenceWarning``.
+
     Attributes: as the classifier (``kernel_``, ``hyperparameters_`` with ``noise`` or
-    ``scale``, ``sites_``, ``log_marginal_likelihood_value_``, ``history_``...).
+    ``scale``, ``sites_``, ``log_marginal_likelihood_value_``, ``history_``...), plus
+    ``y_mean_`` and ``y_std_`` (the target normalisation; ``0`` and ``1`` without it).
     """
 
     def __init__(self, kernel=None, *, likelihood="gaussian", inference="hybrid", df=4.0,
