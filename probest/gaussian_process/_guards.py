@@ -31,6 +31,10 @@ def check_input_scale(X: np.ndarray, dtype: torch.dtype, owner: str) -> None:
     if X.size == 0:
         return
     big = float(torch.finfo(dtype).max)
+    if not float(np.max(np.abs(X))) <= big:
+        raise ValueError(
+            f"{owner}: X has values beyond the range of {str(dtype).replace('torch.', '')} "
+            f"(max |X| = {np.max(np.abs(X)):.3g}); use dtype='float64' or standardise X.")
     limit = _MIN_LENGTHSCALE * math.sqrt(big / (4.0 * X.shape[1]))
     with np.errstate(over="ignore", invalid="ignore"):
         span = np.max(X, axis=0) - np.min(X, axis=0)

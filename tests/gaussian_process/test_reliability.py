@@ -133,6 +133,12 @@ def test_fit_on_rows_with_1e300_raises_a_clear_error(est):
         est.fit(X, y)
 
 
+def test_float32_refuses_values_beyond_its_range():
+    X = np.random.default_rng(0).normal(size=(20, 1)) + 1e39  # narrow span, huge offset
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        GaussianProcessRegressor(dtype="float32").fit(X, np.sin(X[:, 0] - 1e39))
+
+
 def test_one_far_row_at_predict_time_names_the_row():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 2))
