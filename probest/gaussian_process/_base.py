@@ -13,6 +13,7 @@ from probest._validation import Interval, Options
 from probest.base import TorchEstimator
 from probest.gaussian_process._gp import DEFAULT_KIND, KINDS, GPFit
 from probest.gaussian_process._gp import Options as GPOptions
+from probest.gaussian_process._guards import check_finite_latent, latent_mvn
 from probest.gaussian_process._kernels import hyperparameters, make_kernel
 
 INFERENCE = ("hybrid", "vi", "ep", "laplace")
@@ -107,7 +108,9 @@ class _GPBase(TorchEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         Xt = self._tensor(X)
         out = [f.predict_latent(Xt) for f in self.gps_]
-        return torch.stack([m for m, _ in out], -1), torch.stack([v for _, v in out], -1)
+        m, v = torch.stack([m for m, _ in out], -1), torch.stack([v for _, v in out], -1)
+        check_finite_latent(m, v)  # rows far beyond the data: a ValueError naming them
+        return m, v
 
     def latent_mean_and_variance(self, X):
         """Posterior mean and variance of the latent function at ``X``; shape ``(n,)``, or
@@ -177,13 +180,14 @@ class _GPBase(TorchEstimator):
         locs, covs = [], []
         for f in self.gps_:
             m, c = f.predict_latent(Xt, full_cov=True)
+            check_finite_latent(m, c.diagonal())
             c = 0.5 * (c + c.T) + jitter * c.diagonal().mean() * torch.eye(
                 c.shape[0], dtype=c.dtype, device=c.device)
             locs.append(m)
             covs.append(c)
         if len(locs) == 1:
-            return dist.MultivariateNormal(locs[0], covariance_matrix=covs[0])
-        return dist.MultivariateNormal(torch.stack(locs), covariance_matrix=torch.stack(covs))
+            return latent_mvn(dist, locs[0], covs[0], jitter)
+        return latent_mvn(dist, torch.stack(locs), torch.stack(covs), jitter)
 
     # -- saving without pickle -----------------------------------------------------------
     _NOT_SAVED = ("gps_", "kernel_")

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from probest._validation import Options
 from probest.base import EstimatorSpec
 from probest.gaussian_process._base import _GPBase
+from probest.gaussian_process._guards import check_input_scale
 from probest.gaussian_process._likelihoods import make_likelihood
 
 
@@ -76,6 +77,7 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
                 "least two classes in the training labels.")
         problems = ([self.classes_[1]] if self.classes_.size == 2 else list(self.classes_))
         with self._fit_context() as ctx:
+            check_input_scale(X, self.dtype_, type(self).__name__)
             Xt = self._tensor(X)
             Z = self._inducing(X, ctx)
             fits = []

@@ -230,11 +230,16 @@ class GPFit:
 
     def fit(self, progress) -> GPFit:
         kind = DEFAULT_KIND[self.mode]
-        if self.exact or self.mode == "laplace":
-            self._fit_direct(kind, progress)
-        else:
-            self._fit_alternating(kind, progress)
-        self.finalize()
+        try:
+            if self.exact or self.mode == "laplace":
+                self._fit_direct(kind, progress)
+            else:
+                self._fit_alternating(kind, progress)
+            self.finalize()
+        except torch.linalg.LinAlgError as err:  # torch's words -> probest's (_guards)
+            from probest.gaussian_process._guards import linalg_error
+
+            raise linalg_error(self.mode) from err
         if not self.converged:
             warnings.warn(
                 f"{self.mode} hyperparameter learning did not converge in max_iter="

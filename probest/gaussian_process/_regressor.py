@@ -12,7 +12,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.base import EstimatorSpec
 from probest.gaussian_process._base import _GPBase
+from probest.gaussian_process._guards import check_input_scale, warn_on_bounds
 from probest.gaussian_process._likelihoods import make_likelihood
+from probest.gaussian_process._targets import standardise_targets
 
 LIKELIHOODS = ("gaussian", "student_t", "poisson")
 
@@ -31,29 +33,44 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
     scale, as a fraction of ``var(y)`` / ``std(y)``).  Duplicate inputs with a vanishing
     Gaussian noise are jittered with a warning.
 
+    ``normalize_y`` (default True): fit the standardised targets ``z = (y - y_mean_) /
+    y_std_`` and map every output back (predictive mean and std, ``log_predictive_density``
+    with its Jacobian ``-log(y_std_)``, ``to_pyro``, ``sample_y``,
+    ``latent_mean_and_variance``), so offsets and scales of ``y`` never matter; constant ``y``
+    gets ``y_std_ = 1`` and is predicted exactly.  Gaussian and Student-t targets are
+    standardised (location-scale families); Poisson counts never are (``y_mean_ = 0``,
+    ``y_std_ = 1``; their level is the likelihood's ``offset``).  ``kernel_``, ``theta_``,
+    ``hyperparameters_`` (``outputscale``, ``noise``, ``scale``), ``history_`` and the log
+    marginal likelihood (``log_marginal_likelihood_value_``, ``log_marginal_likelihood``) are
+    those of ``z``: ``log p(y) = log p(z) - n log(y_std_)``.  A hyperparameter that ends on
+    its bound (``[1e-5, 1e5]``) raises a ``ConvergenceWarning``.
+
     Attributes: as the classifier (``kernel_``, ``hyperparameters_`` with ``noise`` or
-    ``scale``, ``sites_``, ``log_marginal_likelihood_value_``, ``history_``...).
+    ``scale``, ``sites_``, ``log_marginal_likelihood_value_``, ``history_``...), plus
+    ``y_mean_`` and ``y_std_`` (the target normalisation; ``0`` and ``1`` without it).
     """
     _spec = EstimatorSpec(outputs=("predict",))
+    _constraints = {**_GPBase._constraints, "normalize_y": ("boolean",)}
 
     def __init__(self, kernel=None, *, likelihood="gaussian", inference="hybrid", df=4.0,
                  noise_init=0.1, inducing_points=None, n_inducing=None, sparse_threshold=2000,
                  max_iter=50, e_steps=3, m_steps=3, cvi_lr=0.5, tol=1e-4, random_state=None,
-                 verbose=0, device="cpu", dtype="float64"):
+                 verbose=0, device="cpu", dtype="float64", normalize_y=True):
         self._store_params(locals())
 
-    def _make_lik(self, y: np.ndarray):
+
+    def _make_lik(self, y: np.ndarray, var: float):
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood={self.likelihood!r} is not one of {LIKELIHOODS}.")
         if not float(self.noise_init) > 0:
             raise ValueError(f"noise_init={self.noise_init!r} must be positive.")
         if self.likelihood == "gaussian":
-            return make_likelihood("gaussian", noise=float(self.noise_init) * max(np.var(y), 1e-12))
+            return make_likelihood("gaussian", noise=float(self.noise_init) * max(var, 1e-12))
         if self.likelihood == "student_t":
             if not float(self.df) > 0:
                 raise ValueError(f"df={self.df!r} must be positive.")
             return make_likelihood("student_t", df=float(self.df),
-                                   scale=float(self.noise_init) * max(np.std(y), 1e-6))
+                                   scale=float(self.noise_init) * max(math.sqrt(var), 1e-6))
         lik = make_likelihood("poisson")
         lik.check_targets(y)
         lik.offset = math.log(max(float(np.mean(y)), 1e-3))
@@ -63,17 +80,24 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
         """Fit the latent GP, its hyperparameters and the likelihood's parameters."""
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
-        lik = self._make_lik(y)
+        # normalize_y: fit z = (y - y_mean_) / y_std_, whose variance is 1 (0 for constant y:
+        # initial scales then come from 1); the identity for Poisson counts (see _targets)
+        y, self.y_mean_, self.y_std_ = standardise_targets(y, self.likelihood,
+                                                            bool(self.normalize_y))
+        var = 1.0 if self.normalize_y and self.likelihood != "poisson" else float(np.var(y))
+        lik = self._make_lik(y, var)
         if self.likelihood == "gaussian":
             X = self._jitter_duplicates(X, lik)
         with self._fit_context() as ctx:
+            check_input_scale(X, self.dtype_, type(self).__name__)
             Xt = self._tensor(X)
             Z = self._inducing(X, ctx)
-            scale = float(np.var(y)) if self.likelihood != "poisson" else 1.0
+            scale = var if self.likelihood != "poisson" else 1.0
             with self._progress(None, f"GPR[{self.likelihood},{self.inference}]") as prog:
                 fit = self._new_fit(X, Xt, self._tensor(y), lik, Z, ctx,
                                     outputscale=max(scale, 1e-6))
                 fit.fit(prog)
+        warn_on_bounds(fit, type(self).__name__)
         self._collect([fit])
         return self
 
@@ -108,20 +132,47 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
             s2 = torch.exp(2 * lik.log_params["scale"].detach())
             tail = s2 * self.df / (self.df - 2) if self.df > 2 else torch.tensor(float("inf"))
             mean, var = m, v + tail
-        mean = mean.cpu().numpy()
+        mu, sd = self._y_scale()
+        mean = mu + sd * mean.cpu().numpy()
         if return_std:
-            return mean, np.sqrt(var.cpu().numpy() if torch.is_tensor(var) else var)
+            return mean, sd * np.sqrt(var.cpu().numpy() if torch.is_tensor(var) else var)
         return mean
+
+    def _y_scale(self) -> tuple[float, float]:
+        """``(y_mean_, y_std_)``: outputs are ``y_mean_ + y_std_ * (standardised output)``
+        (``(0, 1)`` for Poisson, for ``normalize_y=False`` and for models saved before it)."""
+        return float(getattr(self, "y_mean_", 0.0)), float(getattr(self, "y_std_", 1.0))
+
+    def latent_mean_and_variance(self, X):
+        """Posterior mean and variance of the latent function at ``X`` on the scale of ``y``
+        (``y_mean_ + y_std_ * f``; for Poisson the log-rate without ``offset``)."""
+        m, v = super().latent_mean_and_variance(X)
+        mu, sd = self._y_scale()
+        return mu + sd * m, sd * sd * v
+
+    def to_pyro(self, X=None, latent: bool = False, jitter: float = 1e-8):
+        """As :meth:`_GPBase.to_pyro`; with ``normalize_y`` the latent posterior, like the
+        predictive, is on the scale of ``y`` (``y_mean_ + y_std_ * f``)."""
+        d = super().to_pyro(X, latent=latent, jitter=jitter)
+        mu, sd = self._y_scale()
+        if not latent or (mu, sd) == (0.0, 1.0):
+            return d
+        import pyro.distributions as dist
+
+        return dist.MultivariateNormal(mu + sd * d.loc, scale_tril=sd * d.scale_tril)
+
 
     def log_predictive_density(self, X, y):
         """``log p(y_i | x_i, data)`` per sample (its negative mean is the NLPD)."""
         check_is_fitted(self)
         m, v = self._latent(X)
-        yt = self._tensor(np.asarray(y, dtype=np.float64))
+        mu, sd = self._y_scale()
+        yt = self._tensor((np.asarray(y, dtype=np.float64) - mu) / sd)
         if yt.shape != m[:, 0].shape:
             raise ValueError(f"y has shape {tuple(yt.shape)}, expected ({m.shape[0]},).")
-        with torch.no_grad():
-            return self.gps_[0].lik.log_tilted(yt, m[:, 0], v[:, 0]).cpu().numpy()
+        with torch.no_grad():  # density of y = density of z / y_std_ (location-scale)
+            out = self.gps_[0].lik.log_tilted(yt, m[:, 0], v[:, 0]).cpu().numpy()
+        return out - math.log(sd) if sd != 1.0 else out
 
     def _predictive_pyro(self, X):
         """Predictive of ``y`` at ``X`` with ``batch_shape == (n,)``: ``Normal`` for the
@@ -135,16 +186,17 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
         m, v = self._latent(X)
         m, v = m[:, 0], v[:, 0]
         lik = self.gps_[0].lik
+        mu, sd = self._y_scale()
         if self.likelihood == "gaussian":
-            return dist.Normal(m, torch.sqrt(v + lik.noise.detach()))
+            return dist.Normal(mu + sd * m, sd * torch.sqrt(v + lik.noise.detach()))
         x, lw = _gh_nodes(m.dtype, m.device)
         f = m[:, None] + torch.sqrt(2 * v)[:, None] * x
         mix = dist.Categorical(logits=lw.expand(f.shape))
         if self.likelihood == "poisson":
             comp = dist.Poisson(torch.exp(f + lik.offset))
         else:
-            scale = torch.exp(lik.log_params["scale"].detach()).expand(f.shape)
-            comp = dist.StudentT(torch.full_like(f, float(self.df)), f, scale)
+            scale = sd * torch.exp(lik.log_params["scale"].detach()).expand(f.shape)
+            comp = dist.StudentT(torch.full_like(f, float(self.df)), mu + sd * f, scale)
         return dist.MixtureSameFamily(mix, comp)
 
     def _likelihood_for_load(self):

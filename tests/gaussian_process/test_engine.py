@@ -50,18 +50,26 @@ def test_gaussian_likelihood_every_objective_is_exact(mode):
     np.testing.assert_allclose(fit.l1.numpy(), y.numpy() / 0.2, rtol=1e-6)
 
 
-def test_regressor_objectives_equal_exact_lml_for_all_modes():
+@pytest.mark.parametrize("normalize_y", [False, True])
+def test_regressor_objectives_equal_exact_lml_for_all_modes(normalize_y):
     from probest.gaussian_process import GaussianProcessRegressor
 
     X, y = _data(40, seed=1)
     values = []
     for mode in ("laplace", "ep", "vi", "hybrid"):
-        reg = GaussianProcessRegressor(inference=mode, random_state=0).fit(X.numpy(), y.numpy())
+        reg = GaussianProcessRegressor(inference=mode, random_state=0, normalize_y=normalize_y)
+        reg.fit(X.numpy(), y.numpy())
         K = reg.gps_[0].engine().K.detach().numpy()
-        exact = _exact_lml(K, y.numpy(), reg.hyperparameters_["noise"])
+        # normalize_y: the objective is that of z = (y - y_mean_) / y_std_
+        z = (y.numpy() - reg.y_mean_) / reg.y_std_
+        exact = _exact_lml(K, z, reg.hyperparameters_["noise"])
         for kind in ("ep", "elbo", "laplace"):
             assert reg.log_marginal_likelihood(kind=kind) == pytest.approx(exact, rel=1e-6)
         values.append(reg.log_marginal_likelihood_value_)
+        # ... which is log p(y) + n log(y_std_) for y = y_mean_ + y_std_ z (the Jacobian)
+        s2 = reg.y_std_**2
+        on_y = _exact_lml(s2 * K, y.numpy() - reg.y_mean_, s2 * reg.hyperparameters_["noise"])
+        assert on_y + len(z) * np.log(reg.y_std_) == pytest.approx(exact, rel=1e-9)
     assert np.ptp(values) < 1e-6 * abs(values[0])
 
 
