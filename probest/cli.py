@@ -80,6 +80,8 @@ def _resolve_estimator(name: str) -> type:
 
 
 def _read_csv(path: pathlib.Path, target: str | None, supervised: bool):
+    if path.is_dir():
+        raise CLIError(f"--data {str(path)!r} is a directory; pass a CSV file")
     if not path.is_file():
         raise CLIError(f"data file {str(path)!r} does not exist")
     import pandas as pd
@@ -87,7 +89,7 @@ def _read_csv(path: pathlib.Path, target: str | None, supervised: bool):
     try:
         df = pd.read_csv(path)
     except Exception as exc:
-        raise CLIError(f"cannot read {str(path)!r} as CSV: {exc}") from exc
+        raise CLIError(f"cannot read {str(path)!r} as CSV: {' '.join(str(exc).split())}") from exc
     if df.empty:
         raise CLIError(f"{str(path)!r} has no rows")
     if supervised:
@@ -106,6 +108,34 @@ def _read_csv(path: pathlib.Path, target: str | None, supervised: bool):
     return Xdf.to_numpy(dtype=float), y
 
 
+def _check_out_dir(out: pathlib.Path) -> pathlib.Path:
+    """Create ``out`` (and check it is writable) before any fitting, or raise CLIError."""
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise CLIError(f"--out {str(out)!r}: {str(parent)!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".probest-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CLIError(f"--out {str(out)!r} is not a writable folder: {exc.strerror or exc}") from exc
+    return out
+
+
+def _train_test(X, y):
+    """80/20 split (seed 0); too few rows is the user's error, said in one line."""
+    from sklearn.model_selection import train_test_split
+
+    if len(X) < 2:
+        raise CLIError(f"the data has {len(X)} row(s); `probest fit` holds out 20% for testing "
+                       "and needs at least 2 rows")
+    if y is None:
+        Xtr, Xte = train_test_split(X, test_size=0.2, random_state=0)
+        return Xtr, Xte, None, None
+    return train_test_split(X, y, test_size=0.2, random_state=0)
+
+
 def _required_fit_args(est) -> list[str]:
     """Parameters of ``est.fit`` beyond X/y that have no default (e.g. ``X_target``)."""
     import inspect
@@ -120,7 +150,6 @@ def _required_fit_args(est) -> list[str]:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from sklearn.base import is_classifier, is_regressor
-    from sklearn.model_selection import train_test_split
 
     import probest
 
@@ -128,7 +157,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     params = dict(_parse_param(p) for p in args.param or [])
     try:
         est = cls(**params)
-    except TypeError as exc:
+        est._validate_params()  # the declared constraints: a bad value is a --param error
+    except (TypeError, ValueError) as exc:
         raise CLIError(f"bad --param for {cls.__name__}: {exc}") from exc
     supervised = is_classifier(est) or is_regressor(est)
     if args.data:
@@ -142,12 +172,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"{cls.__name__}.fit also needs {', '.join(missing)}, which one CSV cannot provide; "
             "use the Python API (or run without --data for its default data)"
         )
-    split = train_test_split(X, y, test_size=0.2, random_state=0) if y is not None else \
-        train_test_split(X, test_size=0.2, random_state=0)
-    if y is not None:
-        Xtr, Xte, ytr, yte = split
-    else:
-        (Xtr, Xte), ytr, yte = split, None, None
+    out = _check_out_dir(pathlib.Path(args.out))
+    Xtr, Xte, ytr, yte = _train_test(X, y)
     t0 = time.perf_counter()
     try:
         est.fit(Xtr, **fit_kwargs) if ytr is None else est.fit(Xtr, ytr, **fit_kwargs)
@@ -166,7 +192,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     elif hasattr(est, "score") and not _required_fit_args(est):
         metrics["test mean log-likelihood"] = float(est.score(Xte))
     metrics.update(est._extra_metrics(Xte, yte))  # ProbestEstimator hook, {} by default
-    out = pathlib.Path(args.out)
     print(f"{cls.__name__} on {data_name}: {len(Xtr)} train / {len(Xte)} test rows")
     print_table(["metric", "value"], [(k, f"{v:.6g}") for k, v in metrics.items()])
     try:
@@ -174,7 +199,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"saved {path / 'model.safetensors'} and {path / 'model.json'}")
     except TypeError as exc:
         raise CLIError(str(exc)) from exc
-    plot = _fit_plot(est, Xte, yte, out)
+    try:
+        plot = _fit_plot(est, Xte, yte, out)
+    except Exception as exc:  # the model is saved; say what failed in one line
+        raise CLIError(f"the model was saved, but plotting failed: {type(exc).__name__}: {exc}") from exc
     if plot:
         print(f"plot: {plot}")
     return 0
@@ -285,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"probest: error: {exc}", file=sys.stderr)
         return 2
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:
         if args.debug:
             raise
         print(f"probest: error: {exc}", file=sys.stderr)

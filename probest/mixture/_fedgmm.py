@@ -165,21 +165,18 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None.")
-        if not is_client_list(X) and groups is None:
+        if not is_client_list(X):  # one array, with or without groups: sklearn's checks first
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32],
                                  ensure_min_samples=2)
         parts, ids = split_clients(X, groups)
         ys = _split_labels(y, groups, ids, X)
-        if len(parts) > 1:
-            for c, (p, v) in enumerate(zip(parts, ys, strict=True)):
-                if p.shape[0] != v.shape[0]:
-                    raise ValueError(f"Client {ids[c]!r}: X has {p.shape[0]} rows but y has "
-                                     f"{v.shape[0]}; pass one label per row.")
-        if len(parts) == 1:
-            Xall, yall = parts[0], ys[0]
-        else:
-            Xall, yall = validate_data(self, np.concatenate(parts), np.concatenate(ys),
-                                       dtype=[np.float64, np.float32], ensure_min_samples=2)
+        for c, (p, v) in enumerate(zip(parts, ys, strict=True)):
+            if p.shape[0] != v.shape[0]:
+                raise ValueError(f"Client {ids[c]!r}: X has {p.shape[0]} rows but y has "
+                                 f"{v.shape[0]}; pass one label per row.")
+        # every path (one client, groups, client lists) sets n_features_in_ the same way
+        Xall, yall = validate_data(self, np.concatenate(parts), np.concatenate(ys),
+                                   dtype=[np.float64, np.float32], ensure_min_samples=2)
         check_classification_targets(yall)
         if len(parts) == 1:
             parts = [Xall]
