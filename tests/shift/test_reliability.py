@@ -58,6 +58,7 @@ def _assert_finite_state(est):
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # let the old overflow reach LAPACK
 @pytest.mark.parametrize("value", [1e160, 1e300, -1e300])
 @pytest.mark.parametrize("name", sorted(_FITS))
 def test_finite_extreme_entry_is_a_clear_error_not_a_hang(name, value):
