@@ -20,6 +20,8 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "CovariateShiftRegressor": "probest.shift._estimators",
     "CovariateShiftClassifier": "probest.shift._estimators",
     "LowEffectiveSampleSizeWarning": "probest.shift._covariate",
+    "NoOverlapWarning": "probest.shift._checks",
+    "PerfectSeparationWarning": "probest.shift._checks",
     "importance_weighted_cv": "probest.shift._iwcv",
     "sandwich_covariance": "probest.shift._glm_base",
     "sign_invariant_error": "probest.shift._phase",

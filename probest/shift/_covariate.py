@@ -39,6 +39,12 @@ from sklearn.utils.validation import (
 
 from probest._validation import Interval, Options, check_sample_weight
 from probest.base import TorchEstimator
+from probest.shift._checks import (
+    LowEffectiveSampleSizeWarning,
+    _check_finite_fitted,
+    _check_finite_rows,
+    _check_scale,
+)
 from probest.shift._glm import (
     WeightedLinearRegression,
     WeightedLogisticRegression,
@@ -52,10 +58,6 @@ from probest.shift._torchlik import _TorchLikelihoodModel
 
 _ESTIMATORS = ("mle", "mwle", "auto")
 _RATIO_METHODS = ("logistic", "ulsif", "rulsif", "kliep", "kmm")
-
-
-class LowEffectiveSampleSizeWarning(UserWarning):
-    """The importance weights leave very few effective samples (MWLE will be noisy)."""
 
 
 class _CovariateShiftBase(TorchEstimator):
@@ -150,6 +152,7 @@ class _CovariateShiftBase(TorchEstimator):
         n = len(X)
         sw = check_sample_weight(sample_weight, n)
         Xt = self._check_target(X_target)
+        self._check_scales(X, y, Xt)
         with self._fit_context() as ctx, self._progress(3, type(self).__name__) as prog:
             seed = ctx.seed % (2**31)
             log_r, self.ratio_estimator_ = self._log_ratio(X, Xt, sw, seed)
@@ -197,7 +200,17 @@ class _CovariateShiftBase(TorchEstimator):
         self.n_iter_ = int(np.max(n_it)) if n_it is not None else len(self.history_)
         fit_w = w_fit if choice == "mwle" else base_w
         self._finish(X, y, Xt, base_w, fit_w, choice)
+        _check_finite_fitted(self)
         return self
+
+    def _check_scales(self, X, y, Xt):
+        """Finite inputs whose squares overflow (Gram, Fisher and Hausman matrices) -> error."""
+        owner = type(self).__name__
+        _check_scale(X, name="X", owner=owner)
+        if Xt is not None:
+            _check_scale(Xt, name="X_target", owner=owner)
+        if not isinstance(self, ClassifierMixin):
+            _check_scale(y, name="y", owner=owner)
 
     def _fit_base(self, model, X, y, w):
         m = clone(model) if not isinstance(model, _TorchLikelihoodModel) else \
@@ -279,7 +292,8 @@ class _CovariateShiftBase(TorchEstimator):
     def predict(self, X):
         """Predictions of the fitted (MLE or MWLE) model."""
         X = self._check_X(X)
-        return self.estimator_.predict(X)
+        return _check_finite_rows(self.estimator_.predict(X), owner=type(self).__name__,
+                                  what="predict", X=X)
 
     def to_pyro(self, X):
         """The fitted conditional model ``p(y | X)`` as a Pyro distribution, ``batch_shape (n,)``.

@@ -11,6 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from probest.base import EstimatorSpec
+from probest.shift._checks import _check_finite_rows
 from probest.shift._covariate import _CovariateShiftBase
 from probest.shift._glm import (
     WeightedLinearRegression,
@@ -139,7 +140,8 @@ class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
     def predict_proba(self, X):
         """Class probabilities of the fitted model (columns in ``classes_`` order)."""
         X = self._check_X(X)
-        return np.asarray(self.estimator_.predict_proba(X))
+        return _check_finite_rows(np.asarray(self.estimator_.predict_proba(X)),
+                                  owner=type(self).__name__, what="predict_proba", X=X)
 
     def predict_log_proba(self, X):
         with np.errstate(divide="ignore"):

@@ -15,7 +15,23 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.base import EstimatorSpec
+from probest.shift._checks import _check_finite_fitted, _check_finite_rows, _check_scale
 from probest.shift._glm_base import _check_weights, _weighted_outer, _WeightedGLM
+
+
+def _linear_predictor(est, X, what: str) -> np.ndarray:
+    """``X coef^T + intercept`` at validated ``X``; rows that overflow raise ValueError."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        eta = X @ np.asarray(est.coef_).T + est.intercept_
+    return _check_finite_rows(eta, owner=type(est).__name__, what=what, X=X)
+
+
+def _check_fit_scale(est, X, y=None) -> None:
+    """Refuse entries whose squares overflow the fit's Gram sums (no LAPACK call on inf)."""
+    owner = type(est).__name__
+    _check_scale(X, name="X", owner=owner)
+    if y is not None:
+        _check_scale(y, name="y", owner=owner)
 
 
 class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
@@ -79,6 +95,7 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
         """Fit by weighted MLE; ``sample_weight`` multiplies each row's log-likelihood."""
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        _check_fit_scale(self, X, y)
         w = _check_weights(sample_weight, X)
         if np.count_nonzero(w) < 2:
             raise ValueError(
@@ -93,12 +110,13 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
         self.sigma_ = float(np.exp(self.theta_[-1]))
         self.coef_ = self.coef_[0]
         self.intercept_ = float(self.intercept_[0])
+        _check_finite_fitted(self)
         return self
 
     def predict(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return X @ self.coef_ + self.intercept_
+        return _linear_predictor(self, X, "predict")
 
     def to_pyro(self, X):
         """``Normal(X coef + intercept, sigma_)`` with ``batch_shape == (n_samples,)``."""
@@ -138,6 +156,7 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
+        _check_fit_scale(self, X)
         w = _check_weights(sample_weight, X)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -145,8 +164,20 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
                 "WeightedLogisticRegression needs samples of at least 2 classes; got 1 class "
                 f"({self.classes_[0]!r})."
             )
-        self._fit_theta(X, lambda: torch.tensor(y_idx, device=self.device_), w)
+        self._y_idx = y_idx
+        try:
+            self._fit_theta(X, lambda: torch.tensor(y_idx, device=self.device_), w)
+        finally:
+            del self._y_idx
+        _check_finite_fitted(self)
         return self
+
+    def _separated(self, X, w):
+        from probest.shift._checks import _separated
+
+        pos = w > 0
+        Z = self._design(X[pos])
+        return _separated(Z, self._y_idx[pos], len(self.classes_))
 
     def _y_tensor(self, y):
         idx = np.searchsorted(self.classes_, np.asarray(y))
@@ -164,13 +195,13 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
     def decision_function(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        eta = X @ self.coef_.T + self.intercept_
+        eta = _linear_predictor(self, X, "decision_function")
         return eta[:, 0] if len(self.classes_) == 2 else np.column_stack([np.zeros(len(X)), eta])
 
     def predict_log_proba(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        eta = X @ self.coef_.T + self.intercept_
+        eta = _linear_predictor(self, X, "predict_log_proba")
         full = np.column_stack([np.zeros(len(X)), eta])
         return full - np.logaddexp.reduce(full, axis=1, keepdims=True)
 
@@ -213,6 +244,7 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
         """Fit by weighted MLE; ``sample_weight`` multiplies each row's log-likelihood."""
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        _check_fit_scale(self, X, y)
         if np.any(y < 0):
             raise ValueError("WeightedPoissonRegression needs non-negative counts y.")
         w = _check_weights(sample_weight, X)
@@ -223,6 +255,7 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
             del self._ybar
         self.coef_ = self.coef_[0]
         self.intercept_ = float(self.intercept_[0])
+        _check_finite_fitted(self)
         return self
 
     def __sklearn_tags__(self):
@@ -234,7 +267,9 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
         """Predicted mean ``exp(x^T coef + intercept)``."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return np.exp(X @ self.coef_ + self.intercept_)
+        with np.errstate(over="ignore"):
+            mean = np.exp(_linear_predictor(self, X, "predict"))
+        return _check_finite_rows(mean, owner=type(self).__name__, what="predict", X=X)
 
     def to_pyro(self, X):
         """``Poisson(rate)`` with ``batch_shape == (n_samples,)``."""

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from probest._torch import to_numpy
 from probest._validation import Interval, check_sample_weight
 from probest.base import TorchEstimator
+from probest.shift._checks import PerfectSeparationWarning
 
 
 def _newton(objective, theta: torch.Tensor, *, max_iter: int, tol: float, progress) -> tuple:
@@ -35,6 +36,8 @@ def _newton(objective, theta: torch.Tensor, *, max_iter: int, tol: float, progre
         g = grad_fn(theta)
         H = hess_fn(theta)
         H = 0.5 * (H + H.T)
+        if not (torch.isfinite(g).all() and torch.isfinite(H).all()):
+            break  # overflow: no solve on inf/NaN (LAPACK can spin); the caller reports it
         step, info = torch.linalg.solve_ex(H, g)
         if info.item() != 0 or not torch.isfinite(step).all():
             step = torch.linalg.lstsq(H, g.unsqueeze(-1)).solution.squeeze(-1)
@@ -133,8 +136,20 @@ class _WeightedGLM(TorchEstimator):
                         objective, theta, max_iter=self.max_iter, tol=self.tol, progress=prog
                     )
         self.n_iter_ = n_iter
-        self.converged_ = bool(conv)
-        if not conv:
+        Hn = to_numpy(H)
+        if not (np.all(np.isfinite(Hn)) and torch.isfinite(theta).all()):
+            raise ValueError(
+                f"{type(self).__name__}: the likelihood overflows float64 at these inputs (a "
+                "non-finite Hessian); rescale X and y, e.g. with sklearn's StandardScaler.")
+        separated = self.alpha == 0 and self._separated(X, w)
+        self.converged_ = bool(conv) and not separated
+        if separated:
+            warnings.warn(
+                f"{type(self).__name__}: the classes are perfectly (or quasi-perfectly) "
+                "separated, so the unpenalised MLE does not exist and the coefficients diverge "
+                f"(stopped after {n_iter} Newton steps): set alpha > 0.",
+                PerfectSeparationWarning, stacklevel=3)
+        elif not conv:
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} Newton "
                 f"steps ({self._nonconvergence_hint}).",
@@ -143,7 +158,6 @@ class _WeightedGLM(TorchEstimator):
             )
         self.theta_ = to_numpy(theta)
         self.loglik_ = -float(objective(theta)) if self.alpha == 0 else None
-        Hn = to_numpy(H)
         try:
             self.covariance_ = np.linalg.inv(Hn)
         except np.linalg.LinAlgError:
@@ -152,6 +166,10 @@ class _WeightedGLM(TorchEstimator):
         self.coef_ = to_numpy(coef)
         self.intercept_ = to_numpy(icpt)
         return theta
+
+    def _separated(self, X: np.ndarray, w: np.ndarray) -> bool:
+        """Whether the unpenalised MLE does not exist (classifiers: class separation)."""
+        return False
 
     def _init_theta(self, d: int) -> torch.Tensor:
         return torch.zeros(self._n_params(d), device=self.device_, dtype=self.dtype_)

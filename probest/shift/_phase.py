@@ -16,6 +16,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.base import EstimatorSpec
+from probest.shift._checks import _check_finite_fitted, _check_finite_rows, _check_scale
 from probest.shift._glm_base import _check_weights, _weighted_outer, _WeightedGLM
 
 
@@ -80,6 +81,10 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
         """Fit by weighted MLE from the spectral initialisation."""
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        _check_scale(X, name="X", owner="PhaseRetrievalRegression", power=4,
+                     why="the likelihood is quartic in x, and fourth powers summed over rows "
+                         "overflow float64")
+        _check_scale(y, name="y", owner="PhaseRetrievalRegression")
         w = _check_weights(sample_weight, X)
         k = int(np.count_nonzero(w))
         if k < 2:
@@ -109,6 +114,7 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
         self.coef_ = sign * coef
         self.intercept_ = 0.0
         self.sigma_ = float(np.exp(self.theta_[-1]))
+        _check_finite_fitted(self)
         return self
 
     def __sklearn_tags__(self):
@@ -120,7 +126,9 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
         """``(x^T coef)^2``: the mean response (does not depend on the sign)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return (X @ self.coef_) ** 2
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = (X @ self.coef_) ** 2
+        return _check_finite_rows(mean, owner="PhaseRetrievalRegression", what="predict", X=X)
 
     def to_pyro(self, X):
         """``Normal((x^T b)^2, sigma_)`` with ``batch_shape == (n_samples,)``."""

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from probest.datasets import make_covariate_shift
-from probest.shift import DensityRatioEstimator, effective_sample_size, process_log_weights
+from probest.shift import (
+    DensityRatioEstimator,
+    NoOverlapWarning,
+    effective_sample_size,
+    process_log_weights,
+)
 
 
 def _wls(X, y, w):
@@ -137,7 +142,8 @@ def test_ratio_bad_input():
     with pytest.raises(ValueError, match="method"):
         DensityRatioEstimator("nope").fit(xs, xs)
     # a target far away: the log-ratio is huge but the weights stay finite (log space)
-    far = DensityRatioEstimator().fit(xs, rng.normal(40, 1, size=(50, 3)))
+    with pytest.warns(NoOverlapWarning):  # 40 sd away: no overlap, and it says so
+        far = DensityRatioEstimator().fit(xs, rng.normal(40, 1, size=(50, 3)))
     lw = far.predict_log_ratio(xs)
     assert np.all(np.isfinite(lw))
     assert np.all(np.isfinite(process_log_weights(lw)))
