@@ -51,6 +51,8 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     nfe_ : number of velocity evaluations of the last ODE solve.
     """
 
+    _fitted_attributes = ("model_", "preprocessor_", "converged_", "n_iter_", "nfe_")
+
     def __init__(
         self,
         coupling="exact_ot",

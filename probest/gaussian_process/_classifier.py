@@ -8,7 +8,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probest.gaussian_process._base import _GPBase
+from probest.gaussian_process._base import _GP_FITTED, _GPBase
 from probest.gaussian_process._likelihoods import make_likelihood
 
 
@@ -52,6 +52,8 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
     ``ep_energy``; Laplace logs its evidence per L-BFGS evaluation), gps_ (the fitted
     latent GPs).  One-vs-rest makes per-class lists of the per-GP attributes.
     """
+
+    _fitted_attributes = _GP_FITTED + ("classes_",)
 
     def __init__(self, kernel=None, *, inference="hybrid", link="probit",
                  multi_class="one_vs_rest", inducing_points=None, n_inducing=None,

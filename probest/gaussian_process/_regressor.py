@@ -10,7 +10,7 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probest.gaussian_process._base import _GPBase
+from probest.gaussian_process._base import _GP_FITTED, _GPBase
 from probest.gaussian_process._likelihoods import make_likelihood
 
 LIKELIHOODS = ("gaussian", "student_t", "poisson")
@@ -33,6 +33,8 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
     Attributes: as the classifier (``kernel_``, ``hyperparameters_`` with ``noise`` or
     ``scale``, ``sites_``, ``log_marginal_likelihood_value_``, ``history_``...).
     """
+
+    _fitted_attributes = _GP_FITTED
 
     def __init__(self, kernel=None, *, likelihood="gaussian", inference="hybrid", df=4.0,
                  noise_init=0.1, inducing_points=None, n_inducing=None, sparse_threshold=2000,

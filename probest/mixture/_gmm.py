@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest._persist import Fitted
 from probest.base import TorchEstimator
 from probest.mixture import _base
 from probest.mixture._em import ChunkedData, _data_sum, initial_params, run_em
@@ -68,6 +69,13 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         "dtype": [str, torch.dtype, type, None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
     }
+
+    _fitted_attributes = (
+        Fitted("weights_", ndim=1, shape=("n_components",), finite=True),
+        Fitted("means_", ndim=2, shape=("n_components", "n_features_in_"), finite=True),
+        Fitted("covariances_", finite=True), Fitted("precisions_", finite=True),
+        Fitted("precisions_cholesky_", finite=True),
+        "converged_", "n_iter_", "lower_bound_", "lower_bounds_")
 
     def __init__(
         self,

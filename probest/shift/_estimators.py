@@ -18,6 +18,11 @@ from probest.shift._glm import (
 )
 from probest.shift._phase import PhaseRetrievalRegression
 
+#: fitted attributes shared by both covariate-shift estimators (probest._persist).
+_SHIFT_FITTED = ("estimator_", "ratio_estimator_", "estimator_used_", "auto_decision_", "weights_",
+                 "effective_sample_size_", "target_fisher_ratio_", "covariance_",
+                 "covariance_type_", "coef_", "intercept_", "converged_", "n_iter_")
+
 _DOC_PARAMS = """
     Parameters
     ----------
@@ -74,6 +79,8 @@ class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
     _builtin = {"linear": WeightedLinearRegression, "poisson": WeightedPoissonRegression,
                 "phase_retrieval": PhaseRetrievalRegression}
 
+    _fitted_attributes = _SHIFT_FITTED + ("residual_scale_",)
+
     def __init__(self, base: Any = "linear", *, estimator: str = "auto",
                  density_ratio: Any = "logistic", ratio_features: Any = None,
                  clip: float | None = 0.99, flatten: float = 1.0, normalize: bool = True,
@@ -108,6 +115,8 @@ class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
 
 class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
     _builtin = {"logistic": WeightedLogisticRegression}
+
+    _fitted_attributes = _SHIFT_FITTED + ("classes_",)
 
     def __init__(self, base: Any = "logistic", *, estimator: str = "auto",
                  density_ratio: Any = "logistic", ratio_features: Any = None,

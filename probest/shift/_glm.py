@@ -37,6 +37,8 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
     theta_, loglik_, n_iter_, converged_, history_.
     """
 
+    _fitted_attributes = ("sigma_",)
+
     @property
     def _closed_form(self) -> bool:
         # with alpha = 0, weighted least squares + the MLE noise scale is the exact joint
@@ -122,6 +124,8 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
     converged_, history_.
     """
 
+    _fitted_attributes = ("classes_",)
+
     def _n_outputs(self):
         return max(len(self.classes_) - 1, 1)
 
@@ -191,6 +195,8 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
     ``y_i ~ Poisson(exp(x_i^T coef + intercept))``; same Newton fit, Laplace covariance and
     ArviZ/Pyro hooks as :class:`WeightedLinearRegression`.  ``y`` must be non-negative.
     """
+
+    _fitted_attributes = ()  # those of the GLM base
 
     def _nll(self, eta, y, extra):
         eta = eta[:, 0]

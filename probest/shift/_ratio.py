@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest._persist import Fitted
 from probest._torch import draw_seed
 from probest.base import ProbestEstimator
 
@@ -168,6 +169,11 @@ class DensityRatioEstimator(ProbestEstimator):
     log_prior_correction_ : ``log(n_S / n_T)`` (logistic); alpha_, centers_ (kernel methods);
     source_weights_ : KMM's weights for the training source points.
     """
+
+    _fitted_attributes = (
+        "method_", Fitted("center_", ndim=1, finite=True), Fitted("scale_", ndim=1, finite=True),
+        "cv_scores_", "fit_time_", "alpha_", "centers_", "sigma_", "lam_", "logit_coef_",
+        "logit_intercept_", "log_prior_correction_", "source_weights_")
 
     def __init__(
         self,
