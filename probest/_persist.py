@@ -282,6 +282,11 @@ class PersistMixin:
             if not _FITTED_NAME.fullmatch(name) or name in self._unsaved_attributes or \
                     (spec is not None and name not in spec) or (name in meta and name in modules):
                 raise ValueError(f"{type(self).__name__} has no saved fitted attribute {name!r}.")
+        refs_declared = {n for n, d in (spec or {}).items() if isinstance(d, SavedByReference)}
+        inline = sorted(n for n in refs_declared & set(meta) if not _special(meta[n]))
+        if inline or refs_declared & set(modules):
+            raise ValueError(f"{inline or sorted(refs_declared & set(modules))} must be saved by "
+                             "reference (source + sha256), not inline.")
         used: set[str] = set()
         plain = {k: v for k, v in meta.items() if not _special(v)}
         values = join_state(tensors, plain, used)
