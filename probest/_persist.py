@@ -118,12 +118,25 @@ def content_hash(value: Any) -> str:
     return h.hexdigest()
 
 
+_REGISTERED: dict[str, type] = {}
+
+
+def register_estimator(cls: type) -> type:
+    """Make ``cls`` loadable although it is not in :func:`probest.all_estimators` (e.g. a
+    toy estimator of a test suite).  Only code can extend the registry, never a file."""
+    if not (isinstance(cls, type) and issubclass(cls, PersistMixin)
+            and declared_fitted(cls) is not None):
+        raise TypeError("only probest estimators that declare _fitted_attributes can be registered.")
+    _REGISTERED[class_name(cls)] = cls
+    return cls
+
+
 def estimator_registry() -> dict[str, type]:
     """``{"module.QualName": class}`` of every public probest estimator (what load resolves)."""
     import probest
 
-    return {f"{c.__module__}.{c.__qualname__}": c for _, c in probest.all_estimators()
-            if issubclass(c, PersistMixin)}
+    out = {class_name(c): c for _, c in probest.all_estimators() if issubclass(c, PersistMixin)}
+    return {**_REGISTERED, **out}
 
 
 def class_name(cls: type) -> str:

@@ -55,11 +55,11 @@ class _Adapted(ProbestEstimator):
 
 @pytest.fixture
 def adapted(tmp_path, monkeypatch):
-    import probest._io as io
+    from probest import _persist
 
-    real = io.estimator_registry
-    monkeypatch.setattr(io, "estimator_registry",  # register the toy like a family's class
-                        lambda: {**real(), f"{__name__}._Adapted": _Adapted})
+    # register the toy like a family's class (only code can extend the registry)
+    monkeypatch.setattr(_persist, "_REGISTERED", dict(_persist._REGISTERED))
+    _persist.register_estimator(_Adapted)
     base = _make_base(tmp_path / "base.safetensors")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 3))
@@ -97,6 +97,17 @@ def test_tampered_hash_or_source_is_refused(adapted, tools):
     m = tools.copy_model(tmp / "m", tmp / "plain")  # the reference replaced by inline data
     tools.edit_json(m, lambda d: d["fitted"].__setitem__("base_", [1, 2]))
     tools.assert_refused(m, "by reference")
+
+
+def test_only_declared_estimators_can_be_registered():
+    from probest._persist import register_estimator
+
+    class _Undeclared(ProbestEstimator):
+        pass
+
+    for bad in (_Undeclared, dict, len):
+        with pytest.raises(TypeError, match="declare"):
+            register_estimator(bad)
 
 
 def test_content_hash_sees_every_change(tmp_path):
