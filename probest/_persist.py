@@ -342,6 +342,7 @@ class PersistMixin:
         return child
 
     def _load_modules(self, modules, tensors, used):
+        _probe_module_shapes(self, modules, tensors)
         built = self._rebuild_modules()
         for name in modules:
             if not isinstance(built, dict) or not isinstance(built.get(name), torch.nn.Module):
@@ -375,6 +376,23 @@ class PersistMixin:
                              f"but the model was saved with {ref['sha256'][:12]}...: the referenced "
                              "part changed since saving.")
         return part
+
+
+def _probe_module_shapes(est, modules, tensors) -> None:
+    """Build the modules on the ``meta`` device first (no memory) and compare their shapes
+    with the saved ones, so a tampered size (e.g. ``n_features_in_ = 10**9``) is refused
+    before anything large is allocated.  Families whose rebuild cannot run on ``meta`` skip it."""
+    try:
+        with torch.device("meta"):
+            probe = est._rebuild_modules()
+        shapes = {f"{n}.{k}": tuple(v.shape) for n in modules
+                  for k, v in probe[n].state_dict().items()}
+    except Exception:  # the real rebuild below reports its own errors
+        return
+    for key, shape in shapes.items():
+        if key in tensors and tuple(tensors[key].shape) != shape:
+            raise ValueError(f"{key} has shape {tuple(tensors[key].shape)}, but the saved "
+                             f"parameters build {shape}.")
 
 
 def _special(v: Any) -> bool:

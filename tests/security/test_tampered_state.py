@@ -162,3 +162,21 @@ def test_unsaved_attribute_cannot_be_smuggled_in(shift_dir, tmp_path, tools):
     path = tools.copy_model(shift_dir, tmp_path / "m")
     tools.edit_json(path, lambda d: d["fitted"].__setitem__("ratio_estimator_", 1))
     tools.assert_refused(path, "ratio_estimator_")
+
+
+def test_tampered_size_is_refused_before_allocating(flow_dir, tmp_path, tools, monkeypatch):
+    # n_features_in_ = 10**9 would build a velocity net of billions of weights
+    path = tools.copy_model(flow_dir, tmp_path / "m")
+    tools.edit_json(path, lambda d: d["fitted"].__setitem__("n_features_in_", 10**9))
+    allocated = []
+    real = torch.nn.Linear.__init__
+
+    def spy(self, i, o, *a, **kw):
+        if kw.get("device") is None and i * o > 10**8 and str(torch.get_default_device()) != "meta":
+            allocated.append((i, o))
+            raise MemoryError("test: refused a huge allocation")
+        real(self, i, o, *a, **kw)
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", spy)
+    tools.assert_refused(path, "shape")
+    assert not allocated
