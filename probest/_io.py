@@ -1,115 +1,27 @@
 """Save and load fitted estimators without pickle: safetensors for arrays + JSON for the rest.
 
 A saved model is a folder with ``model.json`` (class, params, fitted metadata, probest
-version) and ``model.safetensors`` (every fitted array/tensor).  Loading imports the class
-by name only if it lives inside ``probest`` — a model file cannot run arbitrary code.
+version) and ``model.safetensors`` (every fitted array/tensor).  A saved model is *data*:
+:func:`load` resolves the class name only against the registry of probest estimators
+(:func:`probest.all_estimators`), checks every parameter and fitted attribute against the
+class's declarations, and executes nothing named in the file.  Every defect of the files
+(missing, truncated, malformed, tampered) raises one :class:`ValueError` naming the file.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import pathlib
 from typing import Any
 
-import numpy as np
-import torch
+from probest._codec import check_depth, join_state, split_state
+from probest._persist import class_name, construct, estimator_registry, params_json
+from probest.base import ProbestEstimator
 
-_ARRAY = "__tensor__"
+__all__ = ["join_state", "load", "save", "split_state"]
 
-
-def _is_json_scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (bool, int, float, str))
-
-
-def _is_json_key(k: Any) -> bool:
-    if isinstance(k, tuple):
-        return all(_is_json_scalar(x) or isinstance(x, np.generic) for x in k)
-    return _is_json_scalar(k) or isinstance(k, np.generic)
-
-
-def _enc_key(k: Any) -> Any:
-    if isinstance(k, tuple):
-        return {"__tuple__": [x.item() if isinstance(x, np.generic) else x for x in k]}
-    return k.item() if isinstance(k, np.generic) else k
-
-
-def split_state(state: dict[str, Any], owner: str = "estimator") -> tuple[dict, dict]:
-    """Split ``{name: value}`` into (tensors for safetensors, JSON-able metadata)."""
-    tensors: dict[str, torch.Tensor] = {}
-
-    def enc(key: str, v: Any) -> Any:
-        if isinstance(v, torch.Tensor) or (isinstance(v, np.ndarray) and v.dtype.kind in "biuf"):
-            t = v.detach().cpu() if isinstance(v, torch.Tensor) else torch.tensor(v)
-            tensors[key] = t.contiguous()
-            return {_ARRAY: key, "numpy": isinstance(v, np.ndarray)}
-        if isinstance(v, np.ndarray) and v.dtype.kind in "UO":  # e.g. string class labels
-            return {"__strarray__": [str(x) for x in v.tolist()], "dtype": v.dtype.kind}
-        if isinstance(v, np.generic):
-            return v.item()
-        if isinstance(v, torch.device):
-            return {"__device__": str(v)}
-        if isinstance(v, torch.dtype):
-            return {"__dtype__": str(v).removeprefix("torch.")}
-        if _is_json_scalar(v):
-            if isinstance(v, float) and not np.isfinite(v):
-                return {"__float__": repr(v)}
-            return v
-        if isinstance(v, (list, tuple)):
-            return [enc(f"{key}.{i}", x) for i, x in enumerate(v)]
-        if isinstance(v, dict) and all(isinstance(k, str) for k in v):
-            return {"__dict__": {k: enc(f"{key}.{k}", x) for k, x in v.items()}}
-        if isinstance(v, dict) and all(_is_json_key(k) for k in v):
-            # e.g. {(sigma, lam): score}: keys kept as JSON scalars or tuples of scalars
-            return {"__items__": [[_enc_key(k), enc(f"{key}.{i}", x)]
-                                  for i, (k, x) in enumerate(v.items())]}
-        raise TypeError(
-            f"{owner} cannot be saved without pickle: fitted attribute {key!r} is a "
-            f"{type(v).__name__}. The estimator must override _get_fitted_state."
-        )
-
-    meta = {k: enc(k, v) for k, v in state.items()}
-    return tensors, meta
-
-
-def join_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`split_state`."""
-
-    def dec(v: Any) -> Any:
-        if isinstance(v, dict):
-            if _ARRAY in v:
-                t = tensors[v[_ARRAY]]
-                return t.numpy() if v.get("numpy") else t
-            if "__strarray__" in v:
-                return np.asarray(v["__strarray__"], dtype=object if v["dtype"] == "O" else None)
-            if "__device__" in v:
-                return torch.device(v["__device__"])
-            if "__dtype__" in v:
-                return getattr(torch, v["__dtype__"])
-            if "__float__" in v:
-                return float(v["__float__"])
-            if "__dict__" in v:
-                return {k: dec(x) for k, x in v["__dict__"].items()}
-            if "__items__" in v:
-                return {(tuple(k["__tuple__"]) if isinstance(k, dict) else k): dec(x)
-                        for k, x in v["__items__"]}
-        if isinstance(v, list):
-            return [dec(x) for x in v]
-        return v
-
-    return {k: dec(v) for k, v in meta.items()}
-
-
-def _params_json(est) -> dict[str, Any]:
-    out = {}
-    for k, v in est.get_params(deep=False).items():
-        if _is_json_scalar(v) and not (isinstance(v, float) and not np.isfinite(v)):
-            out[k] = v
-        elif isinstance(v, (list, tuple)) and all(_is_json_scalar(x) for x in v):
-            out[k] = list(v)
-        else:
-            out[k] = {"__repr__": repr(v)}
-    return out
+#: model.json larger than this is refused before parsing (real ones are a few kB).
+MAX_JSON_BYTES = 64 * 2**20
 
 
 def save(est, path: str | pathlib.Path) -> pathlib.Path:
@@ -122,35 +34,57 @@ def save(est, path: str | pathlib.Path) -> pathlib.Path:
     path.mkdir(parents=True, exist_ok=True)
     tensors, meta = est._get_fitted_state()
     doc = {
-        "class": f"{type(est).__module__}.{type(est).__qualname__}",
+        "class": class_name(type(est)),
         "probest_version": probest.__version__,
-        "params": _params_json(est),
+        "params": params_json(est),
         "fitted": meta,
     }
-    (path / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
+    (path / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True, allow_nan=False))
     save_file(tensors, str(path / "model.safetensors"))
     return path
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"JSON constant {name} is not allowed.")
+
+
+def _read_json(file: pathlib.Path) -> dict[str, Any]:
+    if file.stat().st_size > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES} bytes.")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"), parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("JSON nests too deeply.") from None
+    check_depth(doc)
+    if not (isinstance(doc, dict) and {"class", "params", "fitted"} <= set(doc)):
+        raise ValueError("not a probest model (needs 'class', 'params' and 'fitted').")
+    return doc
+
+
 def load(path: str | pathlib.Path):
-    """Load an estimator saved by :func:`save`."""
+    """Load an estimator saved by :func:`save`.
+
+    Raises
+    ------
+    ValueError
+        If the files are missing or corrupt, name a class that is not a registered probest
+        estimator, or hold parameters/attributes the class does not declare.
+    """
     from safetensors.torch import load_file
 
     path = pathlib.Path(path)
-    doc = json.loads((path / "model.json").read_text())
-    modname, _, clsname = doc["class"].rpartition(".")
-    if not (modname == "probest" or modname.startswith("probest.")):
-        raise ValueError(f"refusing to load class {doc['class']!r}: not a probest estimator.")
-    cls = getattr(importlib.import_module(modname), clsname)
-    params = {}
-    for k, v in doc["params"].items():
-        if isinstance(v, dict) and "__repr__" in v:
-            raise ValueError(
-                f"parameter {k}={v['__repr__']} was not JSON-serialisable; re-create the "
-                "estimator in Python and call _set_fitted_state instead."
-            )
-        params[k] = v
-    est = cls(**params)
-    tensors = load_file(str(path / "model.safetensors"))
-    est._set_fitted_state(tensors, doc["fitted"])
+    where = path / "model.json"
+    try:
+        doc = _read_json(where)
+        registry = estimator_registry()
+        cls = registry.get(doc["class"]) if isinstance(doc["class"], str) else None
+        if cls is None or not issubclass(cls, ProbestEstimator):
+            raise ValueError(f"refusing to load class {doc['class']!r}: not a probest estimator.")
+        est = construct(doc["class"], doc["params"], registry)
+        where = path / "model.safetensors"
+        tensors = load_file(str(where))
+        where = f"{path / 'model.json'} + model.safetensors"
+        est._set_fitted_state(tensors, doc["fitted"])
+    except Exception as e:  # one error type for every defect of the files
+        raise ValueError(f"cannot load a probest model from {where}: {e}") from e
     return est

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from probest._persist import PersistMixin
 from probest._torch import (
     as_tensor,
     draw_seed,
@@ -83,7 +84,7 @@ class EstimatorSpec:
         return self.outputs == ("fit_predict",)
 
 
-class ProbestEstimator(BaseEstimator):
+class ProbestEstimator(PersistMixin, BaseEstimator):
     """Root class: the declared spec, the hooks every family may fill, parameter checks,
     the ``to_pyro``/``to_arviz`` hooks and non-pickle persistence.
 
@@ -156,54 +157,7 @@ class ProbestEstimator(BaseEstimator):
             "to ArviZ."
         )
 
-    # -- persistence without pickle (used by `probest fit` and probest.save/load) --
-    def _get_fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Fitted state split into tensors (safetensors) and JSON metadata.
-
-        Handles fitted attributes (names ending in ``_``) that are arrays, tensors, numbers,
-        strings, booleans, (nested) lists/dicts of those, and ``torch.nn.Module``s — saved
-        as state dicts and recreated on load by :meth:`_rebuild_modules`.  Estimators holding
-        other objects (sub-estimators) override this pair of methods.
-        """
-        from probest._io import split_state
-
-        fitted = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
-        modules = sorted(k for k, v in fitted.items() if isinstance(v, torch.nn.Module))
-        tensors: dict[str, torch.Tensor] = {}
-        for name in modules:
-            sd = fitted.pop(name).state_dict()
-            tensors.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in sd.items()})
-        plain, meta = split_state(fitted, owner=type(self).__name__)
-        tensors.update(plain)
-        if modules:
-            meta["__modules__"] = modules
-        return tensors, meta
-
-    def _set_fitted_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        from probest._io import join_state
-
-        meta = dict(meta)
-        modules = meta.pop("__modules__", [])
-        own = {k: v for k, v in tensors.items() if k.split(".", 1)[0] not in modules}
-        for k, v in join_state(own, meta).items():
-            setattr(self, k, v)
-        if "device_" in vars(self):  # loaded tensors live on the CPU; est.to("cuda") moves them
-            self.device_ = torch.device("cpu")
-        if modules:
-            built = self._rebuild_modules()
-            for name in modules:
-                sd = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
-                module = built[name]
-                module.load_state_dict(sd, assign=True)  # keeps the saved dtypes exactly
-                setattr(self, name, module.eval())
-
-    def _rebuild_modules(self) -> dict[str, torch.nn.Module]:
-        """Fresh (untrained) modules for each fitted module attribute, built from the
-        parameters and the plain fitted attributes already restored; their state dicts are
-        loaded afterwards."""
-        raise NotImplementedError(
-            f"{type(self).__name__} holds torch modules: define _rebuild_modules() to load it."
-        )
+    # persistence without pickle (probest.save/load): probest._persist.PersistMixin
 
 
 @dataclasses.dataclass

@@ -80,6 +80,8 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
     """
     _spec = EstimatorSpec(outputs=("score_samples",))
 
+    _fitted_attributes = ("model_", "n_levels_", "converged_", "n_iter_")
+
     def __init__(self, n_components=5, hidden=(256, 256), n_levels=None, ema=0.999, max_iter=1000,
                  batch_size=256, lr=1e-3, weight_decay=0.0, amp=False, dtype="float32",
                  device="auto", random_state=None, verbose=0):

@@ -77,6 +77,9 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     """
     _spec = EstimatorSpec(outputs=("score_samples", "transform"))
 
+    _fitted_attributes = ("model_", "preprocessor_", "n_levels_", "linear_logdet_", "converged_",
+                          "n_iter_", "train_nll_", "reference_gaussian_nll_")
+
     def __init__(
         self,
         flow="nsf",

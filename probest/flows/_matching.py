@@ -53,6 +53,8 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     """
     _spec = EstimatorSpec(outputs=("score_samples", "transform"))
 
+    _fitted_attributes = ("model_", "preprocessor_", "converged_", "n_iter_", "nfe_")
+
     def __init__(
         self,
         coupling="exact_ot",

@@ -28,6 +28,10 @@ def _median_distance(X: np.ndarray, rng: np.random.Generator) -> float:
     return float(np.median(d)) if d.size else 1.0
 
 
+#: fitted attributes of both GP estimators (probest._persist).
+_GP_FITTED = ("gps_", "kernel_", "objective_", "sparse_", "inducing_points_", "hyperparameters_",
+              "sites_", "log_marginal_likelihood_value_", "n_iter_", "converged_", "stopped_by_")
+
 class _GPBase(TorchEstimator):
     """Shared machinery; subclasses define ``__init__`` and the likelihood/targets."""
 
@@ -189,36 +193,31 @@ class _GPBase(TorchEstimator):
             return latent_mvn(dist, locs[0], covs[0], jitter)
         return latent_mvn(dist, torch.stack(locs), torch.stack(covs), jitter)
 
-    # -- saving without pickle -----------------------------------------------------------
-    _NOT_SAVED = ("gps_", "kernel_")
+    # -- saving without pickle (probest._persist hooks) ------------------------------------
+    # ``gps_`` (engine objects) is saved through _export_fitted/_import_fitted; ``kernel_`` and
+    # ``dtype_`` follow from it (the loaded model computes in float64 on the CPU).
+    _unsaved_attributes = ("kernel_", "dtype_")
 
-    def _get_fitted_state(self):
-        from probest._io import split_state
-
-        fitted = {k: v for k, v in vars(self).items()
-                  if k.endswith("_") and not k.startswith("_") and k not in self._NOT_SAVED}
-        fitted["gp_states_"] = [{  # one-vs-rest fits share X and Z: clone (safetensors)
+    def _export_fitted(self, name, value):
+        if name != "gps_":
+            return value
+        states = [{  # one-vs-rest fits share X and Z: clone (safetensors)
             "X": f.X.clone(), "y": f.y, "Z": f.Z, "l1": f.l1, "l2": f.l2, "coef": f.coef,
             "theta": f.theta(), "n_iter": f.n_iter, "converged": f.converged,
             "stopped_by": f.stopped_by, "offset": float(getattr(f.lik, "offset", 0.0)),
-        } for f in self.gps_]
-        for st in fitted["gp_states_"]:
+        } for f in value]
+        for st in states:
             if st["Z"] is None:
                 del st["Z"]
             else:
                 st["Z"] = st["Z"].clone()
-        return split_state(fitted, owner=type(self).__name__)
+        return states
 
-    def _set_fitted_state(self, tensors, meta):
-        from probest._io import join_state
-
-        state = join_state(tensors, meta)
-        gp_states = state.pop("gp_states_")
-        for k, v in state.items():
-            setattr(self, k, v)
-        self.device_, self.dtype_ = torch.device("cpu"), torch.float64
+    def _import_fitted(self, name, value):
+        if name != "gps_":
+            return value
         fits = []
-        for st in gp_states:
+        for st in value:
             X = st["X"].to(torch.float64)
             kernel = make_kernel(self.kernel, X.shape[1]).to(torch.float64)
             lik = self._likelihood_for_load()
@@ -231,8 +230,15 @@ class _GPBase(TorchEstimator):
             f.n_iter, f.converged, f.stopped_by = st["n_iter"], st["converged"], st["stopped_by"]
             f.finalize()
             fits.append(f)
-        self.gps_ = fits
-        self.kernel_ = fits[0].kernel if len(fits) == 1 else [f.kernel for f in fits]
+        return fits
+
+    def _restore_unsaved(self, name):
+        if name == "dtype_":
+            return torch.float64
+        if name == "kernel_":
+            fits = self.gps_
+            return fits[0].kernel if len(fits) == 1 else [f.kernel for f in fits]
+        return super()._restore_unsaved(name)
 
     def _neg_hessian(self, f: GPFit, kind: str, h: float = 1e-4) -> np.ndarray:
         """``-d^2 objective / d theta^2`` at the fitted theta, sites frozen (central

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._validation import Options
 from probest.base import EstimatorSpec
-from probest.gaussian_process._base import _GPBase
+from probest.gaussian_process._base import _GP_FITTED, _GPBase
 from probest.gaussian_process._guards import check_input_scale
 from probest.gaussian_process._likelihoods import make_likelihood
 
@@ -58,6 +58,8 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
     _spec = EstimatorSpec(outputs=("predict", "predict_proba"))
     _constraints = {**_GPBase._constraints, "link": (Options({"probit", "logit"}),),
                     "multi_class": (Options({"one_vs_rest"}),)}
+
+    _fitted_attributes = _GP_FITTED + ("classes_",)
 
     def __init__(self, kernel=None, *, inference="hybrid", link="probit",
                  multi_class="one_vs_rest", inducing_points=None, n_inducing=None,

@@ -11,7 +11,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.base import EstimatorSpec
-from probest.gaussian_process._base import _GPBase
+from probest.gaussian_process._base import _GP_FITTED, _GPBase
 from probest.gaussian_process._guards import check_input_scale, warn_on_bounds
 from probest.gaussian_process._likelihoods import make_likelihood
 from probest.gaussian_process._targets import standardise_targets
@@ -51,6 +51,8 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
     """
     _spec = EstimatorSpec(outputs=("predict",))
     _constraints = {**_GPBase._constraints, "normalize_y": ("boolean",)}
+
+    _fitted_attributes = _GP_FITTED
 
     def __init__(self, kernel=None, *, likelihood="gaussian", inference="hybrid", df=4.0,
                  noise_init=0.1, inducing_points=None, n_inducing=None, sparse_threshold=2000,

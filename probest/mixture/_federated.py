@@ -109,6 +109,9 @@ class FederatedGaussianMixture(GaussianMixture):
         "round_timeout": (Interval(float, 0, None, closed="neither"),),
     }
 
+    _fitted_attributes = ("client_ids_", "client_weights_", "client_n_samples_", "n_clients_",
+                          "dropped_clients_")
+
     def __init__(
         self,
         n_components=1,

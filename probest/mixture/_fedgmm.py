@@ -102,6 +102,11 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         "engine": (Options({"local", "torch.distributed"}),),
     }
 
+    _fitted_attributes = (
+        "classes_", "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
+        "client_ids_", "client_weights_", "client_n_samples_", "experts_", "phi_components_",
+        "phi_mean_", "converged_", "n_iter_", "lower_bound_")
+
     def __init__(self, n_input_components=3, n_experts=3, *, expert=None, phi=None,
                  covariance_type="full", reg_covar=1e-6, max_iter=30, tol=1e-4,
                  init_params="kmeans", random_state=None, verbose=0, device="auto",

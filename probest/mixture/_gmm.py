@@ -11,6 +11,7 @@ from sklearn.base import DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest._persist import Fitted
 from probest._validation import Interval, Options
 from probest.base import EstimatorSpec, TorchEstimator
 from probest.mixture import _base
@@ -64,6 +65,13 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         "verbose_interval": (Interval(int, 1, None),),
         "batch_size": (Interval(int, 1, None), None),
     }
+
+    _fitted_attributes = (
+        Fitted("weights_", ndim=1, shape=("n_components",), finite=True),
+        Fitted("means_", ndim=2, shape=("n_components", "n_features_in_"), finite=True),
+        Fitted("covariances_", finite=True), Fitted("precisions_", finite=True),
+        Fitted("precisions_cholesky_", finite=True),
+        "converged_", "n_iter_", "lower_bound_", "lower_bounds_")
 
     def __init__(
         self,

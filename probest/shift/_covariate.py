@@ -45,14 +45,8 @@ from probest.shift._checks import (
     _check_finite_rows,
     _check_scale,
 )
-from probest.shift._glm import (
-    WeightedLinearRegression,
-    WeightedLogisticRegression,
-    WeightedPoissonRegression,
-)
 from probest.shift._glm_base import _WeightedGLM, sandwich_covariance
 from probest.shift._hausman import _hausman_parts, _torch_sandwich
-from probest.shift._phase import PhaseRetrievalRegression
 from probest.shift._ratio import DensityRatioEstimator, effective_sample_size, process_log_weights
 from probest.shift._torchlik import _TorchLikelihoodModel
 
@@ -62,6 +56,9 @@ _RATIO_METHODS = ("logistic", "ulsif", "rulsif", "kliep", "kmm")
 
 class _CovariateShiftBase(TorchEstimator):
     _builtin: dict[str, type] = {}
+    # probest.save: ``estimator_`` (a built-in base) is saved as a sub-estimator; the fitted
+    # density ratio is not saved (a loaded model has ratio_estimator_ = None).
+    _unsaved_attributes = ("ratio_estimator_",)
 
     # -- params and bases (ProbestEstimator._validate_params reads _constraints) ----------------
     _constraints = {"estimator": (Options(_ESTIMATORS),),
@@ -334,37 +331,3 @@ class _CovariateShiftBase(TorchEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
-
-    # -- persistence (probest.save / load): built-in bases only ------------------------------
-    def _get_fitted_state(self):
-        """State of self plus the fitted built-in base; ``ratio_estimator_`` is not saved."""
-        from probest._io import split_state
-
-        m = self.estimator_
-        if not isinstance(m, _WeightedGLM):
-            raise TypeError(f"only built-in bases can be saved without pickle, not "
-                            f"{type(m).__name__}; pickle the estimator instead.")
-        skip = ("estimator_", "ratio_estimator_")
-        fitted = {k: v for k, v in vars(self).items()
-                  if k.endswith("_") and not k.startswith("_") and k not in skip}
-        tensors, meta = split_state(fitted, owner=type(self).__name__)
-        sub_t, sub_m = m._get_fitted_state()
-        tensors.update({f"estimator_/{k}": v for k, v in sub_t.items()})
-        meta["__estimator__"] = {"class": type(m).__name__, "params": m.get_params(), "state": sub_m}
-        return tensors, meta
-
-    def _set_fitted_state(self, tensors, meta):
-        from probest._io import join_state
-
-        meta = dict(meta)
-        sub = meta.pop("__estimator__")
-        own = {k: v for k, v in tensors.items() if not k.startswith("estimator_/")}
-        for k, v in join_state(own, meta).items():
-            setattr(self, k, v)
-        classes = {c.__name__: c for c in (WeightedLinearRegression, WeightedLogisticRegression,
-                                           WeightedPoissonRegression, PhaseRetrievalRegression)}
-        m = classes[sub["class"]](**sub["params"])
-        m._set_fitted_state({k.removeprefix("estimator_/"): v for k, v in tensors.items()
-                             if k.startswith("estimator_/")}, sub["state"])
-        self.estimator_ = m
-        self.ratio_estimator_ = None

@@ -20,6 +20,11 @@ from probest.shift._glm import (
 )
 from probest.shift._phase import PhaseRetrievalRegression
 
+#: fitted attributes shared by both covariate-shift estimators (probest._persist).
+_SHIFT_FITTED = ("estimator_", "ratio_estimator_", "estimator_used_", "auto_decision_", "weights_",
+                 "effective_sample_size_", "target_fisher_ratio_", "covariance_",
+                 "covariance_type_", "coef_", "intercept_", "converged_", "n_iter_")
+
 _DOC_PARAMS = """
     Parameters
     ----------
@@ -96,6 +101,8 @@ class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
     _builtin = {"linear": WeightedLinearRegression, "poisson": WeightedPoissonRegression,
                 "phase_retrieval": PhaseRetrievalRegression}
 
+    _fitted_attributes = _SHIFT_FITTED + ("residual_scale_",)
+
     __init__ = _init_with_default_base("linear")
 
     def fit(self, X, y, X_target=None, sample_weight=None):
@@ -112,6 +119,8 @@ class CovariateShiftRegressor(RegressorMixin, _CovariateShiftBase):
 class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
     _spec = EstimatorSpec(outputs=("predict", "predict_proba"))
     _builtin = {"logistic": WeightedLogisticRegression}
+
+    _fitted_attributes = _SHIFT_FITTED + ("classes_",)
 
     __init__ = _init_with_default_base("logistic")
 

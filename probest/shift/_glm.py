@@ -55,6 +55,8 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
     """
     _spec = EstimatorSpec(outputs=("predict",))
 
+    _fitted_attributes = ("sigma_",)
+
     @property
     def _closed_form(self) -> bool:
         # with alpha = 0, weighted least squares + the MLE noise scale is the exact joint
@@ -143,6 +145,8 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
     """
     _spec = EstimatorSpec(outputs=("predict", "predict_proba", "decision_function"))
 
+    _fitted_attributes = ("classes_",)
+
     def _n_outputs(self):
         return max(len(self.classes_) - 1, 1)
 
@@ -226,6 +230,8 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
     ArviZ/Pyro hooks as :class:`WeightedLinearRegression`.  ``y`` must be non-negative.
     """
     _spec = EstimatorSpec(outputs=("predict",))
+
+    _fitted_attributes = ()  # those of the GLM base
 
     def _nll(self, eta, y, extra):
         eta = eta[:, 0]

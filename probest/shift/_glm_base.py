@@ -15,6 +15,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
+from probest._persist import Fitted
 from probest._torch import to_numpy
 from probest._validation import Interval, check_sample_weight
 from probest.base import TorchEstimator
@@ -76,6 +77,9 @@ class _WeightedGLM(TorchEstimator):
 
     #: True when ``_init_theta`` already returns the exact optimum (no Newton steps).
     _closed_form = False
+
+    _fitted_attributes = ("coef_", "intercept_", Fitted("theta_", ndim=1, finite=True), "covariance_",
+                          "converged_", "n_iter_", "loglik_")
 
     def __init__(
         self,

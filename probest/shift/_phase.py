@@ -50,6 +50,8 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
     _nonconvergence_hint = ("the likelihood is not convex; raise max_iter, or the data may not "
                             "follow y = (x^T b)^2 + noise")
 
+    _fitted_attributes = ("sigma_", "spectral_init_", "spectral_init_full_")
+
     def __init__(
         self,
         *,

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest._persist import Fitted
 from probest._torch import draw_seed
 from probest._validation import Options
 from probest.base import EstimatorSpec, ProbestEstimator
@@ -183,6 +184,11 @@ class DensityRatioEstimator(ProbestEstimator):
     _spec = EstimatorSpec(outputs=("predict_log_ratio",))
     _constraints = {"method": (Options(_METHODS),),
                     "features": (Options({"quadratic", "linear"}),)}
+
+    _fitted_attributes = (
+        "method_", Fitted("center_", ndim=1, finite=True), Fitted("scale_", ndim=1, finite=True),
+        "cv_scores_", "fit_time_", "alpha_", "centers_", "sigma_", "lam_", "logit_coef_",
+        "logit_intercept_", "log_prior_correction_", "source_weights_", "X_fit_")
 
     def __init__(
         self,

@@ -314,7 +314,12 @@ class EstimatorConformance:
         if not self.supports_save:
             pytest.skip("estimator declares supports_save = False")
         import probest
+        from probest._persist import declared_fitted
 
+        declared = declared_fitted(type(est))
+        undeclared = [k for k in vars(est) if k.endswith("_") and not k.startswith("_")
+                      and declared is not None and k not in declared]
+        assert not undeclared, f"fitted attributes {undeclared} missing from _fitted_attributes"
         probest.save(est, tmp_path / "m")
         assert not list((tmp_path / "m").glob("*.pkl"))
         loaded = probest.load(tmp_path / "m")
