@@ -45,7 +45,8 @@ def test_plotting_failure_is_one_line_and_the_model_is_kept(tmp_path, capsys, mo
         raise RuntimeError("renderer exploded")
 
     monkeypatch.setattr(cli, "_fit_plot", broken)
-    _one_line_error(capsys, ["fit", EST, "--out", str(tmp_path)], r"saved, but plotting failed.*exploded")
+    _one_line_error(capsys, ["fit", EST, "--param", "alpha=1.0", "--out", str(tmp_path)],
+                    r"saved, but plotting failed.*exploded")
     assert (tmp_path / "model" / "model.json").is_file()
 
 
