@@ -11,17 +11,18 @@ from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
-from probest.base import TorchEstimator
+from probest._train import autocast, train
+from probest._validation import check_sample_weight
+from probest.compose import EstimatorDistribution, register_module
 from probest.flows import _ebflow
+from probest.flows._base import FlowEstimator
 from probest.flows._models import FLOWS, OBJECTIVES, build_model
 from probest.flows._preprocess import Preprocessor, check_dequantization, dequantization_noise
-from probest.flows._pyro import EstimatorDistribution, freeze
-from probest.flows._train import BatchSampler, autocast, check_sample_weight, train
 
 _LN2 = math.log(2.0)
 
 
-class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
+class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
     """Normalizing-flow density estimator trained by maximum likelihood or score matching.
 
     Parameters
@@ -99,27 +100,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         random_state=None,
         verbose=0,
     ):
-        self.flow = flow
-        self.objective = objective
-        self.n_transforms = n_transforms
-        self.hidden = hidden
-        self.dequantize = dequantize
-        self.n_levels = n_levels
-        self.preprocess = preprocess
-        self.ema = ema
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.sm_sigma = sm_sigma
-        self.fd_eps = fd_eps
-        self.patch = patch
-        self.image_shape = image_shape
-        self.amp = amp
-        self.dtype = dtype
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store(locals())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -160,14 +141,11 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
                 self.flow, X.shape[1], int(self.n_transforms), self.hidden, int(self.patch),
                 self.image_shape if self.flow == "tarflow" else None,
             ).to(device=self.device_, dtype=self.dtype_)
-            weights = None if w is None else self._tensor(w)
-            draw = BatchSampler(X.shape[0], self.batch_size, weights, ctx.generator, self.device_)
+            draw = self._batch_sampler(X.shape[0], w, ctx)
             loss_fn = self._loss_fn(Xt, draw, ctx.generator)
-            self.converged_ = train(
-                self, self.model_, loss_fn, max_iter=self.max_iter, lr=self.lr, ema=self.ema,
-                weight_decay=self.weight_decay, desc=f"{self.flow}/{self.objective}",
-            )
-            self.n_iter_ = int(self.history_[-1]["iter"])
+            result = train(self, self.model_, loss_fn, self._train_config(),
+                           desc=f"{self.flow}/{self.objective}")
+            self._record_training(result)
             self._after_fit(Xt, ctx.generator)
         return self
 
@@ -289,7 +267,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         RealNVP samples are reparameterised (``rsample``).
         """
         check_is_fitted(self, "model_")
-        model = freeze(self.model_, name, frozen)
+        model = register_module(name, self.model_, frozen=frozen)
         pre = self.preprocessor_
 
         def log_prob(x: torch.Tensor) -> torch.Tensor:

@@ -8,18 +8,19 @@ from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
-from probest.base import TorchEstimator
+from probest._train import autocast, train
+from probest._validation import check_sample_weight
+from probest.compose import EstimatorDistribution, register_module
 from probest.flows import _ode
+from probest.flows._base import FlowEstimator
 from probest.flows._preprocess import Preprocessor, check_dequantization
-from probest.flows._pyro import EstimatorDistribution, freeze
-from probest.flows._train import BatchSampler, autocast, check_sample_weight, train
 
 _COUPLINGS = ("independent", "exact_ot", "sinkhorn")
 _SOLVERS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "euler", "midpoint", "rk4")
 _TRACES = ("auto", "exact", "hutchinson")
 
 
-class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
+class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
     """Conditional flow matching (Lipman et al.; OT-CFM, Tong et al.) with exact log-likelihoods.
 
     A velocity field ``v(t, x)`` is regressed on ``x1 - x0`` along ``x_t = t x1 + (1 - t) x0
@@ -76,28 +77,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         random_state=None,
         verbose=0,
     ):
-        self.coupling = coupling
-        self.sigma = sigma
-        self.source = source
-        self.solver = solver
-        self.n_steps = n_steps
-        self.rtol = rtol
-        self.atol = atol
-        self.trace = trace
-        self.n_probes = n_probes
-        self.hidden = hidden
-        self.preprocess = preprocess
-        self.sinkhorn_reg = sinkhorn_reg
-        self.ema = ema
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.amp = amp
-        self.dtype = dtype
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store(locals())
 
     def _check_params(self) -> None:
         for name, allowed in (("coupling", _COUPLINGS), ("solver", _SOLVERS), ("trace", _TRACES),
@@ -123,8 +103,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
             self.preprocessor_ = Preprocessor.fit(self.preprocess, Xt, None).to(self.device_)
             Z = self.preprocessor_(Xt)[0]
             self.model_ = _ode.VelocityMLP(X.shape[1], self.hidden).to(self.device_, self.dtype_)
-            draw = BatchSampler(len(Z), self.batch_size, None if w is None else self._tensor(w),
-                                ctx.generator, self.device_)
+            draw = self._batch_sampler(len(Z), w, ctx)
             gen, sigma, coupling = ctx.generator, float(self.sigma), self.coupling
             reg = float(self.sinkhorn_reg)
 
@@ -140,10 +119,9 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
                     v = self.model_(t, xt)
                 return ((v.float() - (x1 - x0).float()) ** 2).sum(-1).mean()
 
-            self.converged_ = train(self, self.model_, loss_fn, max_iter=self.max_iter, lr=self.lr,
-                                    ema=self.ema, weight_decay=self.weight_decay,
-                                    desc=f"CFM/{self.coupling}")
-            self.n_iter_ = int(self.history_[-1]["iter"])
+            result = train(self, self.model_, loss_fn, self._train_config(),
+                           desc=f"CFM/{self.coupling}")
+            self._record_training(result)
             self.model_.eval()
             for p in self.model_.parameters():
                 p.requires_grad_(False)
@@ -221,7 +199,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         the registered velocity network); ``sample`` integrates it forwards.  Frozen by default.
         """
         check_is_fitted(self, "model_")
-        model = freeze(self.model_, name, frozen)
+        model = register_module(name, self.model_, frozen=frozen)
 
         def log_prob(x: torch.Tensor) -> torch.Tensor:
             x = x.to(device=self.device_, dtype=self.dtype_)
