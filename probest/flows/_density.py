@@ -77,28 +77,11 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
     """
 
     def __init__(
-        self,
-        flow="nsf",
-        objective="mle",
-        n_transforms=3,
-        hidden=(64, 64),
-        dequantize=None,
-        n_levels=None,
-        preprocess="standardize",
-        ema=0.999,
-        max_iter=1000,
-        batch_size=256,
-        lr=1e-3,
-        weight_decay=0.0,
-        sm_sigma=0.05,
-        fd_eps=0.1,
-        patch=4,
-        image_shape=None,
-        amp=False,
-        dtype="float32",
-        device="auto",
-        random_state=None,
-        verbose=0,
+        self, flow="nsf", objective="mle", n_transforms=3, hidden=(64, 64), dequantize=None,
+        n_levels=None, preprocess="standardize",
+        ema=0.999, max_iter=1000, batch_size=256, lr=1e-3, weight_decay=0.0,  # training
+        sm_sigma=0.05, fd_eps=0.1, patch=4, image_shape=None, amp=False,
+        dtype="float32", device="auto", random_state=None, verbose=0,
     ):
         self._store(locals())
 

@@ -53,29 +53,11 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
     """
 
     def __init__(
-        self,
-        coupling="exact_ot",
-        sigma=0.0,
-        source="gaussian",
-        solver="dopri5",
-        n_steps=100,
-        rtol=1e-5,
-        atol=1e-5,
-        trace="auto",
-        n_probes=8,
-        hidden=(128, 128, 128),
-        preprocess="standardize",
-        sinkhorn_reg=0.05,
-        ema=0.999,
-        max_iter=2000,
-        batch_size=256,
-        lr=3e-3,
-        weight_decay=0.0,
-        amp=False,
-        dtype="float32",
-        device="auto",
-        random_state=None,
-        verbose=0,
+        self, coupling="exact_ot", sigma=0.0, source="gaussian", solver="dopri5", n_steps=100,
+        rtol=1e-5, atol=1e-5, trace="auto", n_probes=8, hidden=(128, 128, 128),
+        preprocess="standardize", sinkhorn_reg=0.05,
+        ema=0.999, max_iter=2000, batch_size=256, lr=3e-3, weight_decay=0.0, amp=False,  # training
+        dtype="float32", device="auto", random_state=None, verbose=0,
     ):
         self._store(locals())
 
