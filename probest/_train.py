@@ -34,9 +34,9 @@ Usage, inside a :class:`probest.base.TorchEstimator`'s ``fit``::
         result = train(self, self.module_, loss_fn, cfg, validation=val_fn, desc="Net")
         self.converged_, self.n_iter_ = result.converged, result.n_iter
 
-``est.history_`` then holds one record per log step: ``iter``, ``objective`` (mean training
-loss since the previous record), ``val_objective`` (with ``validation``), ``lr`` (with a
-schedule) and ``time``.
+``est.history_`` then holds one record per log step: ``iter`` (steps done), ``objective``
+(mean training loss since the previous record), ``val_objective`` (with ``validation``),
+``lr`` (with a schedule: the learning rate the record's last step used) and ``time``.
 """
 
 from __future__ import annotations
@@ -324,6 +324,7 @@ def train(
             opt.step()
             avg.update(step)
             if sched is not None:
+                lr_used = opt.param_groups[0]["lr"]  # a Python float: no device sync
                 sched.step()
             running = loss.detach() if running is None else running + loss.detach()
             count += 1
@@ -344,7 +345,7 @@ def train(
                     bad_checks += 1
                 avg.swap()
             if sched is not None:
-                record["lr"] = float(opt.param_groups[0]["lr"])
+                record["lr"] = float(lr_used)
             prog.log(step=step + 1, **record)
             if not np.isfinite(record["objective"]):
                 ok = False
