@@ -333,17 +333,20 @@ def train(
             record: dict[str, Any] = {"objective": float(running / count)}
             running, count = None, 0
             if validation is not None:
-                avg.swap()  # validate the weights that would be kept
-                with torch.no_grad():
-                    val = float(validation())
-                record["val_objective"] = val
-                if val < best - float(config.min_delta):
-                    best, best_iter, bad_checks = val, step + 1, 0
-                    if config.restore_best:
+                avg.swap()  # validate (and snapshot) the weights that would be kept
+                try:
+                    with torch.no_grad():
+                        val = float(validation())
+                    improved = val < best - float(config.min_delta)  # False for NaN
+                    if improved and config.restore_best:
                         best_snapshot = [p.detach().clone() for p in params]
+                finally:
+                    avg.swap()
+                record["val_objective"] = val
+                if improved:
+                    best, best_iter, bad_checks = val, step + 1, 0
                 else:
                     bad_checks += 1
-                avg.swap()
             if sched is not None:
                 record["lr"] = float(lr_used)
             prog.log(step=step + 1, **record)

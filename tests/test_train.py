@@ -302,3 +302,37 @@ def test_adamw_by_name_and_history_has_validation():
                     validation=lambda: torch.tensor(1.0))
     assert [set(h) for h in est.history_] == [{"iter", "objective", "val_objective", "time"}] * 2
     assert res.best_iter == 5 and res.best_validation == 1.0  # a tie is not an improvement
+
+
+def test_validation_sees_the_ema_weights_and_does_not_perturb_training():
+    def run(with_validation):
+        net, loss_fn = _problem(seed=3)
+        est = _Owner()
+        probe = torch.ones(1, 3, dtype=torch.float64)
+        val = (lambda: net(probe).sum()) if with_validation else None
+        train(est, net, loss_fn, TrainConfig(max_iter=30, lr=1e-2, ema=0.8, n_logs=3,
+                                             restore_best=False), validation=val)
+        return net, est.history_, probe
+
+    net_v, hist_v, probe = run(True)
+    net_n, hist_n, _ = run(False)
+    # swapping the averaged weights in and out for validation is exact: same run either way
+    assert all(torch.equal(a, b) for a, b in zip(net_v.parameters(), net_n.parameters()))
+    assert [h["objective"] for h in hist_v] == [h["objective"] for h in hist_n]
+    # the last validation ran on the EMA weights, which are the ones left in the module
+    with torch.no_grad():
+        assert hist_v[-1]["val_objective"] == float(net_v(probe).sum())
+
+
+def test_non_finite_loss_with_validation_falls_back_to_the_best_weights():
+    theta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+
+    def loss_fn(step):  # heads for 2; at step 12 the loss (and so theta) becomes NaN
+        return ((theta - 2.0) ** 2).sum() * (math.nan if step >= 12 else 1.0)
+
+    cfg = TrainConfig(max_iter=40, lr=0.02, optimizer=_sgd, clip=None, log_every=5)
+    with pytest.warns(ConvergenceWarning):
+        res = train(_Owner(), [theta], loss_fn, cfg, validation=lambda: ((theta - 1.0) ** 2).sum())
+    assert not res.converged and res.n_iter == 15 and res.best_iter == 10
+    # theta after 5 / 10 steps is 0.37 / 0.67: validation improved at both, then NaN at 15
+    assert theta.item() == pytest.approx(_trajectory(10, lr=0.02)[-1], abs=1e-12)
