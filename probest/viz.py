@@ -117,8 +117,8 @@ def to_inference_data(
           along ``draw``);
 
         and any ``sample_stats`` passed in are resampled with the same indices, so every
-        variable stays aligned with the posterior draws.  ``attrs["resampling"]`` names
-        the scheme.
+        variable stays aligned with the posterior draws.  ``idata.attrs["resampling"]``
+        names the scheme.
     resampling : {"systematic", "multinomial"}
         Systematic (default) has the least resampling noise of the two and is unbiased;
         multinomial is the textbook i.i.d. scheme.

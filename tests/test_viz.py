@@ -169,5 +169,4 @@ def test_to_arviz_passes_weights_through():
     x, w = _weighted_normal(n=200)
     idata = viz.to_arviz({"x": x}, weights=w, random_state=0)
     assert set(idata.sample_stats.data_vars) == {"weight", "resample_index", "ess"}
-    attrs = idata.posterior.attrs if "resampling" in idata.posterior.attrs else idata.attrs  # 0.2x / 1.x
-    assert attrs["resampling"] == "systematic"
+    assert idata.attrs["resampling"] == "systematic"
