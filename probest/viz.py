@@ -39,32 +39,111 @@ def _as_chain_draw(value: Any, chains: int | None) -> np.ndarray:
     return arr.reshape(chains, arr.shape[0] // chains, *arr.shape[1:])
 
 
+def _check_weights(weights: Any, chains: int | None, shape: tuple[int, int]) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != (1 if chains is not None else 2):
+        raise ValueError(f"weights must have one entry per draw, shaped like the draws' leading "
+                         f"{'(draw,)' if chains is not None else '(chain, draw)'} axes; got shape {w.shape}.")
+    w = _as_chain_draw(w, chains)
+    if w.shape != shape:
+        raise ValueError(f"weights have shape {w.shape} after the chain split, the draws {shape}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and non-negative (pass np.exp(log_w - log_w.max()) "
+                         "for log-weights).")
+    if np.any(w.sum(axis=1) <= 0):
+        raise ValueError("weights are all zero in a chain: nothing to resample.")
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _resample_indices(weights: np.ndarray, method: str = "systematic", random_state: Any = None
+                     ) -> np.ndarray:
+    """``len(weights)`` indices drawn in proportion to normalised ``weights`` (1-D, >= 0).
+
+    ``"systematic"``: one uniform ``u``, positions ``(u + k) / n``, inverted through the
+    cumulative weights (every index with weight ``>= 1/n`` is kept; the lowest-variance of
+    the standard schemes).  ``"multinomial"``: ``n`` independent draws.  Indices of zero
+    weight are never returned.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    n = len(w)
+    rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(
+        random_state)
+    if method == "multinomial":
+        return np.sort(rng.choice(n, size=n, p=w / w.sum()))
+    if method != "systematic":
+        raise ValueError(f"resampling={method!r} is not supported; use 'systematic' or 'multinomial'.")
+    cdf = np.cumsum(w)
+    cdf /= cdf[-1]
+    idx = np.searchsorted(cdf, (rng.random() + np.arange(n)) / n, side="right")
+    return np.minimum(idx, np.flatnonzero(w)[-1])  # rounding at the top never picks a zero weight
+
+
 def to_inference_data(
     posterior: Mapping[str, Any],
     *,
     chains: int | None = 1,
+    weights: Any = None,
+    resampling: str = "systematic",
+    random_state: Any = None,
     sample_stats: Mapping[str, Any] | None = None,
     observed_data: Mapping[str, Any] | None = None,
     coords: Mapping[str, Sequence] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
     attrs: Mapping[str, Any] | None = None,
 ):
-    """InferenceData (0.2x) / DataTree (1.x) from draws.
+    """InferenceData (0.2x) / DataTree (1.x) from draws, optionally weighted.
 
     Parameters
     ----------
     posterior : dict name -> array
         ``(draw, ...)`` arrays split into ``chains`` equal chains (default one chain, as for
         SMC or Laplace draws), or ``(chain, draw, ...)`` arrays when ``chains=None``.
+    chains : int or None
+        Number of equal chains to split the draws into, or None for ``(chain, draw)`` input.
+    weights : array, optional
+        Non-negative importance weights of the draws (SMC particles, ensemble members),
+        shaped ``(draw,)`` (split like the draws) or ``(chain, draw)`` with ``chains=None``;
+        need not be normalised (for log-weights pass ``np.exp(log_w - log_w.max())``).
+        Non-finite or negative weights, or a chain whose weights are all zero, raise
+        ``ValueError``.  Weights are normalised within each chain and each chain's draws
+        are **resampled** to the same number of equally weighted draws (see
+        the ``resampling`` argument), so ``az.summary`` and plots of the ``posterior`` group
+        are weighted summaries.  The ``sample_stats`` group then gains, per posterior draw
+        ``(chain, draw)``:
+
+        * ``weight`` — the normalised weight (within its chain) of the input draw it copies;
+        * ``resample_index`` — which input draw of its chain it copies (int);
+        * ``ess`` — the chain's effective sample size ``1 / sum(w**2)`` (the same value
+          along ``draw``);
+
+        and any ``sample_stats`` passed in are resampled with the same indices, so every
+        variable stays aligned with the posterior draws.  ``idata.attrs["resampling"]``
+        names the scheme.
+    resampling : {"systematic", "multinomial"}
+        Systematic (default) has the least resampling noise of the two and is unbiased;
+        multinomial is the textbook i.i.d. scheme.
+    random_state : int, numpy Generator or None
+        Seeds the resampling (a fixed seed gives the same draws every call).
     sample_stats, observed_data : dict, optional
         Extra groups; ``sample_stats`` follows the same chain rule as ``posterior``.
     coords, dims, attrs : passed to ArviZ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.viz import to_inference_data
+    >>> x = np.random.default_rng(0).normal(size=1000)
+    >>> idata = to_inference_data({"x": x}, weights=np.exp(x), random_state=0)
+    >>> idata.posterior["x"].shape, idata.sample_stats["ess"].shape
+    ((1, 1000), (1, 1000))
     """
     az = import_arviz()
     post = {k: _as_chain_draw(v, chains) for k, v in posterior.items()}
     if not post:
         raise ValueError("posterior must contain at least one variable.")
     stats = {k: _as_chain_draw(v, chains) for k, v in (sample_stats or {}).items()}
+    if weights is not None:
+        post, stats, attrs = _resampled(post, stats, weights, chains, resampling, random_state, attrs)
     groups: dict[str, Any] = {"posterior": post}
     if stats:
         groups["sample_stats"] = stats
@@ -84,6 +163,28 @@ def to_inference_data(
             if attrs:
                 idata.attrs.update(dict(attrs))
     return idata
+
+
+def _resampled(post, stats, weights, chains, resampling, random_state, attrs):
+    """Resample every chain of ``post`` and ``stats`` by ``weights`` (see to_inference_data)."""
+    lead = {v.shape[:2] for v in post.values()}
+    if len(lead) != 1:
+        raise ValueError(f"posterior variables disagree on their (chain, draw) axes: {sorted(lead)}.")
+    shape = lead.pop()
+    w = _check_weights(weights, chains, shape)
+    for k, v in stats.items():
+        if v.shape[:2] != shape:
+            raise ValueError(f"sample_stats[{k!r}] has (chain, draw) axes {v.shape[:2]}, the draws {shape}.")
+    rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(
+        random_state)
+    idx = np.stack([_resample_indices(wc, resampling, rng) for wc in w])
+    rows = np.arange(idx.shape[0])[:, None]
+    post = {k: v[rows, idx] for k, v in post.items()}
+    stats = {k: np.asarray(v)[rows, idx] for k, v in stats.items()}
+    ess = 1.0 / np.sum(w**2, axis=1)
+    stats.update(weight=w[rows, idx], resample_index=idx,
+                 ess=np.repeat(ess[:, None], idx.shape[1], axis=1))
+    return post, stats, {**dict(attrs or {}), "resampling": resampling}
 
 
 def to_arviz(obj: Any, **kwargs: Any):

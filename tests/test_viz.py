@@ -76,3 +76,97 @@ def test_to_arviz_dispatch():
     assert idata.posterior["a"].shape == (3, 4)
     with pytest.raises(TypeError, match="cannot convert"):
         viz.to_arviz(3)
+
+
+# --- weighted draws (SMC particles, ensembles) ------------------------------------------------
+def _weighted_normal(n=2000, seed=0):
+    """x ~ N(0, 1) with weights exp(x): importance draws of N(1, 1)."""
+    x = np.random.default_rng(seed).normal(size=n)
+    w = np.exp(x)
+    return x, w
+
+
+def test_resampled_means_match_the_weighted_mean_within_the_measured_spread():
+    from probest.viz import _resample_indices
+
+    x, w = _weighted_normal()
+    p = w / w.sum()
+    m_w = float(np.sum(p * x))
+    var_w = float(np.sum(p * (x - m_w) ** 2))
+    spread = {}
+    for method in ("systematic", "multinomial"):
+        errs = [x[_resample_indices(p, method, seed)].mean() - m_w for seed in range(300)]
+        spread[method] = float(np.std(errs))
+        assert abs(np.mean(errs)) < 4 * spread[method] / np.sqrt(300)  # unbiased
+    # multinomial: the mean of n i.i.d. draws from the weighted sample has sd sqrt(var_w / n)
+    assert spread["multinomial"] == pytest.approx(np.sqrt(var_w / len(x)), rel=0.2)
+    assert spread["systematic"] < 0.5 * spread["multinomial"]  # why systematic is the default
+    for method in ("systematic", "multinomial"):
+        idata = viz.to_inference_data({"x": x}, weights=w, resampling=method, random_state=7)
+        got = float(idata.posterior["x"].values.mean())
+        assert abs(got - m_w) < 4 * spread[method], (method, got, m_w)
+        # the weighted sample targets N(1, 1): summaries of the resampled posterior say so
+        s = viz.import_arviz().summary(idata, kind="stats")
+        assert float(s.loc["x", "mean"]) == pytest.approx(got, abs=1e-3)
+        assert abs(float(s.loc["x", "mean"]) - 1.0) < 0.25 and abs(float(s.loc["x", "sd"]) - 1.0) < 0.25
+
+
+def test_weighted_draws_keep_weights_indices_and_ess_in_sample_stats():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 50))
+    w = rng.uniform(size=(2, 50))
+    w[1, ::2] = 0.0  # half of chain 1 has zero weight
+    lp = rng.normal(size=(2, 50))
+    idata = viz.to_inference_data({"x": x, "v": np.stack([x, -x], -1)}, chains=None, weights=w,
+                                  sample_stats={"lp": lp}, random_state=0)
+    post, st = idata.posterior, idata.sample_stats
+    idx = st["resample_index"].values
+    pn = w / w.sum(1, keepdims=True)
+    for c in range(2):
+        np.testing.assert_array_equal(post["x"].values[c], x[c, idx[c]])  # chain c copies chain c
+        np.testing.assert_array_equal(post["v"].values[c, :, 1], -x[c, idx[c]])
+        np.testing.assert_array_equal(st["lp"].values[c], lp[c, idx[c]])  # stats stay aligned
+        np.testing.assert_allclose(st["weight"].values[c], pn[c, idx[c]])
+        np.testing.assert_allclose(st["ess"].values[c], 1.0 / np.sum(pn[c] ** 2))
+    assert np.all(idx[1] % 2 == 1)  # zero-weight draws are never copied
+    assert 1.0 <= st["ess"].values.min() and st["ess"].values.max() <= 50.0
+    again = viz.to_inference_data({"x": x}, chains=None, weights=w, random_state=0)
+    np.testing.assert_array_equal(again.sample_stats["resample_index"].values, idx)
+    other = viz.to_inference_data({"x": x}, chains=None, weights=w, random_state=1)
+    assert not np.array_equal(other.sample_stats["resample_index"].values, idx)
+
+
+def test_equal_weights_keep_every_draw_once_and_flat_weights_split_into_chains():
+    x = np.arange(40.0)
+    idata = viz.to_inference_data({"x": x}, chains=2, weights=np.full(40, 3.0), random_state=0)
+    np.testing.assert_array_equal(idata.posterior["x"].values.ravel(), x)
+    np.testing.assert_allclose(idata.sample_stats["ess"].values, 20.0)
+    np.testing.assert_allclose(idata.sample_stats["weight"].values, 1 / 20)
+
+
+@pytest.mark.parametrize("weights,match", [
+    (np.r_[np.nan, np.ones(9)], "finite"),
+    (np.r_[-1.0, np.ones(9)], "non-negative"),
+    (np.r_[np.inf, np.ones(9)], "finite"),
+    (np.r_[np.zeros(5), np.ones(5)], "all zero"),  # chain 0 of 2 has no weight
+    (np.ones(8), "shape"),
+    (np.ones((2, 5)), "one entry per draw"),
+])
+def test_bad_weights_raise(weights, match):
+    with pytest.raises(ValueError, match=match):
+        viz.to_inference_data({"x": np.arange(10.0)}, chains=2, weights=weights)
+
+
+def test_bad_resampling_and_misaligned_stats_raise():
+    with pytest.raises(ValueError, match="resampling"):
+        viz.to_inference_data({"x": np.arange(10.0)}, weights=np.ones(10), resampling="residual")
+    with pytest.raises(ValueError, match="sample_stats"):
+        viz.to_inference_data({"x": np.arange(10.0)}, weights=np.ones(10),
+                              sample_stats={"lp": np.ones(9)})
+
+
+def test_to_arviz_passes_weights_through():
+    x, w = _weighted_normal(n=200)
+    idata = viz.to_arviz({"x": x}, weights=w, random_state=0)
+    assert set(idata.sample_stats.data_vars) == {"weight", "resample_index", "ess"}
+    assert idata.attrs["resampling"] == "systematic"

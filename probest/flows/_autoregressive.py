@@ -12,10 +12,12 @@ from torch import nn
 from torch.distributions import constraints
 
 from probest._torch import draw_seed, seeded
-from probest.base import EstimatorSpec, TorchEstimator
+from probest._train import autocast, train
+from probest._validation import check_sample_weight
+from probest.base import EstimatorSpec
+from probest.compose import EstimatorDistribution, register_module
+from probest.flows._base import FlowEstimator
 from probest.flows._dlm import DiscretizedLogisticMixture
-from probest.flows._pyro import EstimatorDistribution, freeze
-from probest.flows._train import BatchSampler, autocast, check_sample_weight, train
 
 _LN2 = math.log(2.0)
 
@@ -62,7 +64,7 @@ class _MADE(nn.Module):
         return x
 
 
-class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
+class AutoregressiveDLMEstimator(DensityMixin, FlowEstimator):
     """Autoregressive density for integer data (pixels, counts): MADE + discretized logistics.
 
     ``p(x) = prod_i sum_k pi_ik DLogistic(x_i; mu_ik, s_ik)`` where the mixture parameters of
@@ -111,16 +113,14 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
             Xt = self._tensor(X)
             self.model_ = _MADE(X.shape[1], int(self.n_components), self.hidden,
                                 self.n_levels_).to(self.device_, self.dtype_)
-            draw = BatchSampler(len(Xt), self.batch_size, None if w is None else self._tensor(w),
-                                ctx.generator, self.device_)
+            draw = self._batch_sampler(len(Xt), w, ctx)
 
             def loss_fn(step: int) -> torch.Tensor:
                 with autocast(self.amp, self.device_):
                     return -self.model_.log_prob(Xt[draw()]).mean()
 
-            self.converged_ = train(self, self.model_, loss_fn, max_iter=self.max_iter, lr=self.lr,
-                                    ema=self.ema, weight_decay=self.weight_decay, desc="MADE-DLM")
-            self.n_iter_ = int(self.history_[-1]["iter"])
+            result = train(self, self.model_, loss_fn, self._train_config(), desc="MADE-DLM")
+            self._record_training(result)
             self.model_.eval()
         return self
 
@@ -154,7 +154,7 @@ class AutoregressiveDLMEstimator(DensityMixin, TorchEstimator):
     def to_pyro(self, frozen: bool = True, name: str = "made_dlm") -> EstimatorDistribution:
         """A Pyro distribution over integer vectors (``event_shape == (n_features,)``)."""
         check_is_fitted(self, "model_")
-        model = freeze(self.model_, name, frozen)
+        model = register_module(name, self.model_, frozen=frozen)
         support = constraints.independent(constraints.integer_interval(0, self.n_levels_ - 1), 1)
         return EstimatorDistribution(
             lambda x: model.log_prob(x.to(self.device_, self.dtype_)), model.sample,

@@ -11,18 +11,19 @@ from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
-from probest._validation import Interval, Options
-from probest.base import EstimatorSpec, TorchEstimator
+from probest._train import autocast, train
+from probest._validation import Interval, Options, check_sample_weight
+from probest.base import EstimatorSpec
+from probest.compose import EstimatorDistribution, register_module
 from probest.flows import _ebflow
+from probest.flows._base import FlowEstimator
 from probest.flows._models import FLOWS, OBJECTIVES, build_model
 from probest.flows._preprocess import Preprocessor, check_dequantization, dequantization_noise
-from probest.flows._pyro import EstimatorDistribution, freeze
-from probest.flows._train import BatchSampler, autocast, check_sample_weight, train
 
 _LN2 = math.log(2.0)
 
 
-class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
+class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
     """Normalizing-flow density estimator trained by maximum likelihood or score matching.
 
     Parameters
@@ -81,28 +82,11 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
                           "n_iter_", "train_nll_", "reference_gaussian_nll_")
 
     def __init__(
-        self,
-        flow="nsf",
-        objective="mle",
-        n_transforms=3,
-        hidden=(64, 64),
-        dequantize=None,
-        n_levels=None,
-        preprocess="standardize",
-        ema=0.999,
-        max_iter=1000,
-        batch_size=256,
-        lr=1e-3,
-        weight_decay=0.0,
-        sm_sigma=0.05,
-        fd_eps=0.1,
-        patch=4,
-        image_shape=None,
-        amp=False,
-        dtype="float32",
-        device="auto",
-        random_state=None,
-        verbose=0,
+        self, flow="nsf", objective="mle", n_transforms=3, hidden=(64, 64), dequantize=None,
+        n_levels=None, preprocess="standardize",
+        ema=0.999, max_iter=1000, batch_size=256, lr=1e-3, weight_decay=0.0,  # training
+        sm_sigma=0.05, fd_eps=0.1, patch=4, image_shape=None, amp=False,
+        dtype="float32", device="auto", random_state=None, verbose=0,
     ):
         self._store_params(locals())
 
@@ -146,14 +130,11 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
                 self.flow, X.shape[1], int(self.n_transforms), self.hidden, int(self.patch),
                 self.image_shape if self.flow == "tarflow" else None,
             ).to(device=self.device_, dtype=self.dtype_)
-            weights = None if w is None else self._tensor(w)
-            draw = BatchSampler(X.shape[0], self.batch_size, weights, ctx.generator, self.device_)
+            draw = self._batch_sampler(X.shape[0], w, ctx)
             loss_fn = self._loss_fn(Xt, draw, ctx.generator)
-            self.converged_ = train(
-                self, self.model_, loss_fn, max_iter=self.max_iter, lr=self.lr, ema=self.ema,
-                weight_decay=self.weight_decay, desc=f"{self.flow}/{self.objective}",
-            )
-            self.n_iter_ = int(self.history_[-1]["iter"])
+            result = train(self, self.model_, loss_fn, self._train_config(),
+                           desc=f"{self.flow}/{self.objective}")
+            self._record_training(result)
             self._after_fit(Xt, ctx.generator)
         return self
 
@@ -275,7 +256,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         RealNVP samples are reparameterised (``rsample``).
         """
         check_is_fitted(self, "model_")
-        model = freeze(self.model_, name, frozen)
+        model = register_module(name, self.model_, frozen=frozen)
         pre = self.preprocessor_
 
         def log_prob(x: torch.Tensor) -> torch.Tensor:

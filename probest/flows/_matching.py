@@ -8,19 +8,20 @@ from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
-from probest._validation import Interval, Options
-from probest.base import EstimatorSpec, TorchEstimator
+from probest._train import autocast, train
+from probest._validation import Interval, Options, check_sample_weight
+from probest.base import EstimatorSpec
+from probest.compose import EstimatorDistribution, register_module
 from probest.flows import _ode
+from probest.flows._base import FlowEstimator
 from probest.flows._preprocess import Preprocessor, check_dequantization
-from probest.flows._pyro import EstimatorDistribution, freeze
-from probest.flows._train import BatchSampler, autocast, check_sample_weight, train
 
 _COUPLINGS = ("independent", "exact_ot", "sinkhorn")
 _SOLVERS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "euler", "midpoint", "rk4")
 _TRACES = ("auto", "exact", "hutchinson")
 
 
-class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
+class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
     """Conditional flow matching (Lipman et al.; OT-CFM, Tong et al.) with exact log-likelihoods.
 
     A velocity field ``v(t, x)`` is regressed on ``x1 - x0`` along ``x_t = t x1 + (1 - t) x0
@@ -56,29 +57,11 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
     _fitted_attributes = ("model_", "preprocessor_", "converged_", "n_iter_", "nfe_")
 
     def __init__(
-        self,
-        coupling="exact_ot",
-        sigma=0.0,
-        source="gaussian",
-        solver="dopri5",
-        n_steps=100,
-        rtol=1e-5,
-        atol=1e-5,
-        trace="auto",
-        n_probes=8,
-        hidden=(128, 128, 128),
-        preprocess="standardize",
-        sinkhorn_reg=0.05,
-        ema=0.999,
-        max_iter=2000,
-        batch_size=256,
-        lr=3e-3,
-        weight_decay=0.0,
-        amp=False,
-        dtype="float32",
-        device="auto",
-        random_state=None,
-        verbose=0,
+        self, coupling="exact_ot", sigma=0.0, source="gaussian", solver="dopri5", n_steps=100,
+        rtol=1e-5, atol=1e-5, trace="auto", n_probes=8, hidden=(128, 128, 128),
+        preprocess="standardize", sinkhorn_reg=0.05,
+        ema=0.999, max_iter=2000, batch_size=256, lr=3e-3, weight_decay=0.0, amp=False,  # training
+        dtype="float32", device="auto", random_state=None, verbose=0,
     ):
         self._store_params(locals())
 
@@ -106,8 +89,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
             self.preprocessor_ = Preprocessor.fit(self.preprocess, Xt, None).to(self.device_)
             Z = self.preprocessor_(Xt)[0]
             self.model_ = _ode.VelocityMLP(X.shape[1], self.hidden).to(self.device_, self.dtype_)
-            draw = BatchSampler(len(Z), self.batch_size, None if w is None else self._tensor(w),
-                                ctx.generator, self.device_)
+            draw = self._batch_sampler(len(Z), w, ctx)
             gen, sigma, coupling = ctx.generator, float(self.sigma), self.coupling
             reg = float(self.sinkhorn_reg)
 
@@ -123,10 +105,9 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
                     v = self.model_(t, xt)
                 return ((v.float() - (x1 - x0).float()) ** 2).sum(-1).mean()
 
-            self.converged_ = train(self, self.model_, loss_fn, max_iter=self.max_iter, lr=self.lr,
-                                    ema=self.ema, weight_decay=self.weight_decay,
-                                    desc=f"CFM/{self.coupling}")
-            self.n_iter_ = int(self.history_[-1]["iter"])
+            result = train(self, self.model_, loss_fn, self._train_config(),
+                           desc=f"CFM/{self.coupling}")
+            self._record_training(result)
             self.model_.eval()
             for p in self.model_.parameters():
                 p.requires_grad_(False)
@@ -204,7 +185,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, TorchEstimator):
         the registered velocity network); ``sample`` integrates it forwards.  Frozen by default.
         """
         check_is_fitted(self, "model_")
-        model = freeze(self.model_, name, frozen)
+        model = register_module(name, self.model_, frozen=frozen)
 
         def log_prob(x: torch.Tensor) -> torch.Tensor:
             x = x.to(device=self.device_, dtype=self.dtype_)
