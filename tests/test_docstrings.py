@@ -46,6 +46,11 @@ def _doc(obj):
 
 
 def _signature_params(obj) -> list[str]:
+    if inspect.isclass(obj):
+        # a class documents the parameters of its own (probest-defined) __init__; one that
+        # inherits object's or Exception's takes none worth a section
+        if not any("__init__" in vars(c) for c in obj.__mro__ if c.__module__.startswith("probest")):
+            return []
     try:
         sig = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj)
     except (TypeError, ValueError):
