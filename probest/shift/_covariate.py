@@ -55,7 +55,21 @@ _RATIO_METHODS = ("logistic", "ulsif", "rulsif", "kliep", "kmm")
 
 
 class LowEffectiveSampleSizeWarning(UserWarning):
-    """The importance weights leave very few effective samples (MWLE will be noisy)."""
+    """The importance weights leave very few effective samples (MWLE will be noisy).
+
+    Raised as a warning by the covariate-shift estimators when the effective sample size of
+    the weights is a small fraction of ``n``; clip or flatten the weights, or prefer MLE.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from probest.shift import LowEffectiveSampleSizeWarning
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("ESS 1.0 of 200", LowEffectiveSampleSizeWarning)
+    >>> issubclass(caught[0].category, UserWarning)
+    True
+    """
 
 
 class _CovariateShiftBase(TorchEstimator):
