@@ -28,14 +28,13 @@ import _public_api  # noqa: E402
 
 project = "probest"
 author = "probest developers"
-copyright = "probest developers, BSD-3-Clause"  # noqa: A001
+copyright = "probest developers, BSD-3-Clause"
 release = probest.__version__
 version = release
 
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.mathjax",
     "numpydoc",
     "myst_parser",
 ]
@@ -66,7 +65,7 @@ numpydoc_attributes_as_param_list = True
 numpydoc_validation_checks = {"GL06", "GL07", "GL10", "SS01", "PR06", "YD01"}
 
 # --- MyST (the Markdown user guide) -------------------------------------------------------
-myst_enable_extensions = ["dollarmath", "colon_fence"]
+myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3  # "[..](shift.md#bad-input)" and "RESULTS.md#flows" resolve
 
 # --- HTML: the pydata theme, no network access at build or view time ----------------------
