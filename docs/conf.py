@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import shutil
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,6 +46,8 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 
 # --- API reference: autosummary stubs from the docstrings (numpydoc format) ----------------
+# regenerated on every build, so a removed public object leaves no stale page behind
+shutil.rmtree(ROOT / "docs" / "api" / "generated", ignore_errors=True)
 autosummary_generate = True
 autosummary_ignore_module_all = False  # a module with __all__ lists exactly __all__
 autosummary_imported_members = False  # a module without __all__ lists what it defines
