@@ -57,8 +57,9 @@ _RATIO_METHODS = ("logistic", "ulsif", "rulsif", "kliep", "kmm")
 class LowEffectiveSampleSizeWarning(UserWarning):
     """The importance weights leave very few effective samples (MWLE will be noisy).
 
-    Raised as a warning by the covariate-shift estimators when the effective sample size of
-    the weights is a small fraction of ``n``; clip or flatten the weights, or prefer MLE.
+    Issued by the covariate-shift estimators' ``fit`` when the effective sample size of the
+    estimated importance weights is below ``max(5, 0.01 n)``; clip or flatten the weights,
+    or check that the target overlaps the source.
 
     Examples
     --------
