@@ -208,26 +208,18 @@ class DensityRatioEstimator(ProbestEstimator):
         Number of covariates.
     fit_time_ : float
         Seconds spent in ``fit``.
-    sigma_ : float
-        Selected kernel width (kernel methods).
-    lam_ : float
-        Selected ridge (uLSIF/RuLSIF).
+    sigma_, lam_ : float
+        Selected kernel width (kernel methods) and ridge (uLSIF/RuLSIF).
     cv_scores_ : dict
         Cross-validation scores of the candidate hyper-parameters.
-    center_ : ndarray of shape (n_features,)
-        Pooled mean used to standardise the covariates.
-    scale_ : ndarray of shape (n_features,)
-        Pooled standard deviation used to standardise the covariates.
-    logit_coef_ : ndarray
+    center_, scale_ : ndarray of shape (n_features,)
+        Pooled mean and standard deviation used to standardise the covariates.
+    logit_coef_, logit_intercept_ : ndarray, float
         The domain classifier's logit as a linear map of the (quadratic) features (logistic).
-    logit_intercept_ : float
-        Its intercept (logistic).
     log_prior_correction_ : float
         ``log(n_S / n_T)`` (logistic).
-    alpha_ : ndarray
-        Kernel expansion coefficients (kernel methods).
-    centers_ : ndarray
-        Kernel centres (kernel methods).
+    alpha_, centers_ : ndarray
+        Kernel expansion coefficients and centres (kernel methods).
     X_fit_ : ndarray
         The source points KMM was fitted on.
     source_weights_ : ndarray
