@@ -44,6 +44,22 @@ def all_estimators(family: str | None = None) -> list[tuple[str, type]]:
 
     Estimators are the classes in a family's ``__all__`` that derive from sklearn's
     ``BaseEstimator``.  Families that need an optional extra are skipped when it is missing.
+
+    Parameters
+    ----------
+    family : str, optional
+        One of ``probest.FAMILIES`` (``"mixture"``, ``"shift"``, ...); default: every family.
+
+    Returns
+    -------
+    list of (str, type)
+        ``(class name, class)`` pairs sorted by name.
+
+    Examples
+    --------
+    >>> import probest
+    >>> [name for name, cls in probest.all_estimators("mixture")]
+    ['FedGMMClassifier', 'FederatedGaussianMixture', 'GaussianMixture']
     """
     from sklearn.base import BaseEstimator
 

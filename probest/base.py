@@ -85,8 +85,12 @@ class EstimatorSpec:
 
 
 class ProbestEstimator(PersistMixin, BaseEstimator):
-    """Root class: the declared spec, the hooks every family may fill, parameter checks,
-    the ``to_pyro``/``to_arviz`` hooks and non-pickle persistence.
+    """Root class: the ``to_pyro``/``to_arviz`` hooks and non-pickle persistence.
+
+    Every public probest estimator derives from it (torch-backed ones through
+    :class:`TorchEstimator`).  The defaults raise ``NotImplementedError`` with a message saying
+    what to use instead; ``probest.save``/``probest.load`` work on every subclass whose fitted
+    attributes are arrays, tensors, numbers, strings or torch modules.
 
     Hooks with their defaults (override in the family's class):
 
@@ -95,6 +99,28 @@ class ProbestEstimator(PersistMixin, BaseEstimator):
       together with the shared ``device``/``dtype``/``random_state``/``verbose`` checks.
     * :meth:`_default_data` — the data ``probest fit NAME`` uses without ``--data``.
     * :meth:`_extra_metrics` — extra held-out metrics ``probest fit`` prints.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Set by ``validate_data`` in every subclass's ``fit`` (tabular input).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.utils.validation import validate_data
+    >>> from probest.base import ProbestEstimator
+    >>> class Mean(ProbestEstimator):
+    ...     def fit(self, X, y=None):
+    ...         X = validate_data(self, X)
+    ...         self.mean_ = X.mean(axis=0)
+    ...         return self
+    >>> Mean().fit([[1.0], [3.0]]).mean_
+    array([2.])
+    >>> Mean().to_arviz()
+    Traceback (most recent call last):
+    ...
+    NotImplementedError: Mean is a point estimate and has no posterior to convert to ArviZ.
     """
 
     _spec: ClassVar[EstimatorSpec] = EstimatorSpec()
@@ -162,7 +188,37 @@ class ProbestEstimator(PersistMixin, BaseEstimator):
 
 @dataclasses.dataclass
 class FitContext:
-    """What ``_fit_context`` hands the engine: the seed and generators derived from it."""
+    """What ``_fit_context`` hands the engine: the seed and generators derived from it.
+
+    Parameters
+    ----------
+    seed : int
+        The seed drawn from ``random_state``.
+    generator : torch.Generator
+        Torch generator on the estimator's device, seeded with ``seed``.
+    rng : numpy.random.Generator
+        Numpy generator for host-side randomness, seeded with ``seed``.
+    device : torch.device
+        The resolved device (``device_``).
+    dtype : torch.dtype
+        The resolved dtype (``dtype_``).
+
+    Attributes
+    ----------
+    seed, generator, rng, device, dtype
+        The parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from probest.base import FitContext
+    >>> ctx = FitContext(seed=0, generator=torch.Generator().manual_seed(0),
+    ...                  rng=np.random.default_rng(0), device=torch.device("cpu"),
+    ...                  dtype=torch.float64)
+    >>> ctx.device, ctx.dtype
+    (device(type='cpu'), torch.float64)
+    """
 
     seed: int
     generator: torch.Generator  # torch generator on the estimator's device
@@ -177,6 +233,36 @@ class Progress:
     ``log(**values)`` records ``{"iter", "time", **values}`` (tensors become floats: one
     host sync per logged step; log every k steps in GPU loops).  ``verbose=1`` shows a tqdm
     bar with the latest values, ``verbose=2`` also prints one line per step.
+
+    Parameters
+    ----------
+    history : list
+        The list to append to (an estimator's ``history_``).
+    total : int or None
+        Expected number of steps (for the bar).
+    desc : str
+        Label of the bar.
+    verbose : int
+        0 silent, 1 a progress bar, 2 a bar and one printed line per step.
+
+    Attributes
+    ----------
+    history : list of dict
+        One record per logged step.
+    verbose : int
+        The verbosity.
+    n : int
+        Number of steps logged so far.
+
+    Examples
+    --------
+    >>> from probest.base import Progress
+    >>> history = []
+    >>> with Progress(history, total=2, desc="demo", verbose=0) as prog:
+    ...     _ = prog.log(objective=1.5)
+    ...     _ = prog.log(objective=1.25)
+    >>> [(h["iter"], h["objective"]) for h in history]
+    [(1, 1.5), (2, 1.25)]
     """
 
     def __init__(self, history: list, total: int | None, desc: str, verbose: int):
@@ -230,6 +316,38 @@ class TorchEstimator(ProbestEstimator):
     Expected constructor parameters (declared by the subclass): ``device`` ("auto",
     "cpu", "cuda", "cuda:N"), ``dtype`` ("float32"/"float64"), ``random_state`` and
     ``verbose``.  Missing ones fall back to "cpu", "float64", None and 0.
+
+    Attributes
+    ----------
+    device_ : torch.device
+        Device the fit ran on (set by ``_fit_context``).
+    dtype_ : torch.dtype
+        Floating dtype of the fitted tensors.
+    history_ : list of dict
+        One record per logged step (``iter``, objective values, ``time``), set by ``_progress``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.utils.validation import validate_data
+    >>> from probest.base import TorchEstimator
+    >>> class Mean(TorchEstimator):
+    ...     def __init__(self, max_iter=2, device="cpu", dtype="float64", random_state=None,
+    ...                  verbose=0):
+    ...         self.max_iter, self.device, self.dtype = max_iter, device, dtype
+    ...         self.random_state, self.verbose = random_state, verbose
+    ...     def fit(self, X, y=None):
+    ...         X = validate_data(self, X)
+    ...         with self._fit_context():
+    ...             Xt = self._tensor(X)
+    ...             with self._progress(self.max_iter, "mean") as prog:
+    ...                 for _ in range(self.max_iter):
+    ...                     self.mean_ = Xt.mean(0)
+    ...                     prog.log(objective=Xt.var(0).sum())
+    ...         return self
+    >>> est = Mean().fit(np.array([[1.0], [3.0]]))
+    >>> est.device_, est.dtype_, len(est.history_), est.mean_.tolist()
+    (device(type='cpu'), torch.float64, 2, [2.0])
     """
 
     # --- fit scaffolding -------------------------------------------------------------

@@ -33,6 +33,33 @@ def register_module(name: str, module: torch.nn.Module, *, frozen: bool = True) 
     ``frozen=True`` (default) registers nothing trainable: parameters keep
     ``requires_grad=False`` so SVI leaves them alone.  ``frozen=False`` sets
     ``requires_grad=True`` and registers them, so an SVI guide/model trains them further.
+
+    Parameters
+    ----------
+    name : str
+        Pyro name of the module.
+    module : torch.nn.Module
+        The network (e.g. a fitted estimator's module).
+    frozen : bool, default=True
+        Keep the parameters fixed (nothing registered) or make them trainable.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself when frozen, else what ``pyro.module`` returns.
+
+    Examples
+    --------
+    >>> import pyro
+    >>> import torch
+    >>> from probest.compose import register_module
+    >>> net = torch.nn.Linear(2, 1)
+    >>> register_module("net", net) is net, any(p.requires_grad for p in net.parameters())
+    (True, False)
+    >>> with pyro.settings.context(module_local_params=True):
+    ...     trainable = register_module("net", net, frozen=False)
+    >>> all(p.requires_grad for p in trainable.parameters())
+    True
     """
     import pyro
 
@@ -47,6 +74,30 @@ def weighted_factor(name: str, log_prob: torch.Tensor, weight: torch.Tensor | No
     """``pyro.factor(name, sum(w * log_prob))``: per-observation weights, zeros allowed.
 
     ``poutine.scale`` rejects zero weights; a factor does not.
+
+    Parameters
+    ----------
+    name : str
+        Pyro site name of the factor.
+    log_prob : torch.Tensor
+        Per-observation log-likelihoods.
+    weight : torch.Tensor or array-like, optional
+        Per-observation weights (broadcast against ``log_prob``); default all ones.
+
+    Returns
+    -------
+    None
+        The factor is added to the running Pyro trace.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pyro import poutine
+    >>> from probest.compose import weighted_factor
+    >>> def model():
+    ...     weighted_factor("loglik", torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([1.0, 0.0, 2.0]))
+    >>> float(poutine.trace(model).get_trace().log_prob_sum())
+    -7.0
     """
     import pyro
 
@@ -56,7 +107,32 @@ def weighted_factor(name: str, log_prob: torch.Tensor, weight: torch.Tensor | No
 
 
 def scoped(prefix: str) -> Any:
-    """``pyro.contrib.autoname.scope(prefix=...)``: distinct site names for two estimators."""
+    """``pyro.contrib.autoname.scope(prefix=...)``: distinct site names for two estimators.
+
+    Parameters
+    ----------
+    prefix : str
+        Prefix of every sample site inside the scope (``"prefix/site"``).
+
+    Returns
+    -------
+    pyro.contrib.autoname.scope
+        A context manager (also usable as a decorator).
+
+    Examples
+    --------
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> from pyro import poutine
+    >>> from probest.compose import scoped
+    >>> def model():
+    ...     with scoped("a"):
+    ...         pyro.sample("x", dist.Normal(0.0, 1.0))
+    ...     with scoped("b"):
+    ...         pyro.sample("x", dist.Normal(0.0, 1.0))
+    >>> [n for n in poutine.trace(model).get_trace().nodes if "/" in n]
+    ['a/x', 'b/x']
+    """
     from pyro.contrib.autoname import scope
 
     return scope(prefix=prefix)

@@ -17,7 +17,20 @@ import numpy as np
 
 
 def import_arviz():
-    """Import ArviZ without its import-time FutureWarning about the 1.x refactor."""
+    """Import ArviZ without its import-time FutureWarning about the 1.x refactor.
+
+    Returns
+    -------
+    module
+        The ``arviz`` module.
+
+    Examples
+    --------
+    >>> from probest.viz import import_arviz
+    >>> az = import_arviz()
+    >>> az.__name__
+    'arviz'
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
         warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
@@ -124,14 +137,30 @@ def to_inference_data(
         multinomial is the textbook i.i.d. scheme.
     random_state : int, numpy Generator or None
         Seeds the resampling (a fixed seed gives the same draws every call).
-    sample_stats, observed_data : dict, optional
-        Extra groups; ``sample_stats`` follows the same chain rule as ``posterior``.
-    coords, dims, attrs : passed to ArviZ.
+    sample_stats : dict name -> array, optional
+        Extra group following the same chain rule as ``posterior``.
+    observed_data : dict name -> array, optional
+        Observed-data group (no chain/draw dims).
+    coords : dict name -> sequence, optional
+        Coordinate values, passed to ArviZ.
+    dims : dict name -> list of str, optional
+        Dimension names of each variable, passed to ArviZ.
+    attrs : dict, optional
+        Attributes of the result.
+
+    Returns
+    -------
+    arviz.InferenceData or xarray.DataTree
+        InferenceData on ArviZ 0.2x, DataTree on ArviZ 1.x.
 
     Examples
     --------
     >>> import numpy as np
     >>> from probest.viz import to_inference_data
+    >>> rng = np.random.default_rng(0)
+    >>> idata = to_inference_data({"mu": rng.normal(size=100), "sigma": rng.gamma(2.0, size=100)})
+    >>> dict(idata.posterior.sizes)
+    {'chain': 1, 'draw': 100}
     >>> x = np.random.default_rng(0).normal(size=1000)
     >>> idata = to_inference_data({"x": x}, weights=np.exp(x), random_state=0)
     >>> idata.posterior["x"].shape, idata.sample_stats["ess"].shape
@@ -188,8 +217,29 @@ def _resampled(post, stats, weights, chains, resampling, random_state, attrs):
 
 
 def to_arviz(obj: Any, **kwargs: Any):
-    """ArviZ data from a fitted probest estimator (``obj.to_arviz(**kwargs)``) or from a dict
-    of draws (:func:`to_inference_data`)."""
+    """ArviZ data from a fitted probest estimator or from a dict of draws.
+
+    Parameters
+    ----------
+    obj : estimator or dict name -> array
+        An estimator with ``to_arviz`` (called as ``obj.to_arviz(**kwargs)``) or draws for
+        :func:`to_inference_data`.
+    **kwargs
+        Passed on.
+
+    Returns
+    -------
+    arviz.InferenceData or xarray.DataTree
+        ``(chain, draw)`` leading dims.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.viz import to_arviz
+    >>> draws = {"mu": np.random.default_rng(0).normal(size=(2, 50))}
+    >>> dict(to_arviz(draws, chains=None).posterior.sizes)
+    {'chain': 2, 'draw': 50}
+    """
     if isinstance(obj, Mapping):
         return to_inference_data(obj, **kwargs)
     if hasattr(obj, "to_arviz"):
@@ -214,6 +264,39 @@ def gaussian_inference_data(
     variable ``"theta"``); ``shapes`` reshapes each variable's draws; ``transforms`` maps a
     name to a function applied to its draws (e.g. ``np.exp`` for a log-scale parameter).
     ``cov`` is symmetrised and factorised by eigh so a PSD-but-singular matrix still works.
+
+    Parameters
+    ----------
+    mean : array-like of shape (n_params,)
+        Mean of the approximation (e.g. the MLE).
+    cov : array-like of shape (n_params, n_params)
+        Covariance (positive semi-definite).
+    names : dict name -> slice or int, optional
+        Variables and their positions in the parameter vector.
+    shapes : dict name -> tuple of int, optional
+        Shape of one draw of a variable.
+    n_draws : int, default=1000
+        Number of draws.
+    random_state : None, int or numpy Generator, default=None
+        Seed of the draws.
+    transforms : dict name -> callable, optional
+        Elementwise maps applied to a variable's draws.
+    attrs : dict, optional
+        Attributes of the result.
+
+    Returns
+    -------
+    arviz.InferenceData or xarray.DataTree
+        One chain of ``n_draws`` draws.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.viz import gaussian_inference_data
+    >>> idata = gaussian_inference_data(np.zeros(3), np.eye(3), names={"a": 0, "b": slice(1, 3)},
+    ...                                 n_draws=200, random_state=0)
+    >>> idata.posterior["a"].shape, idata.posterior["b"].shape
+    ((1, 200), (1, 200, 2))
     """
     mean = np.asarray(mean, dtype=np.float64).ravel()
     cov = np.asarray(cov, dtype=np.float64)
@@ -241,7 +324,32 @@ def gaussian_inference_data(
 
 
 def savefig(fig, path) -> str:
-    """Save a matplotlib figure (creating parent folders) and close it; return the path."""
+    """Save a matplotlib figure (creating parent folders) and close it; return the path.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure (closed afterwards).
+    path : str or pathlib.Path
+        Output file; its suffix picks the format.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import matplotlib.pyplot as plt
+    >>> from probest.viz import savefig
+    >>> fig, ax = plt.subplots()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = savefig(fig, os.path.join(folder, "sub", "fig.png"))
+    ...     os.path.exists(path)
+    True
+    """
     import pathlib
 
     import matplotlib.pyplot as plt
@@ -254,7 +362,35 @@ def savefig(fig, path) -> str:
 
 
 def plot_posterior(idata, var_names: Sequence[str] | None = None, path=None, **kwargs):
-    """ArviZ posterior plot (works on 0.2x and 1.x); saved to ``path`` when given."""
+    """ArviZ posterior plot (works on 0.2x and 1.x); saved to ``path`` when given.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData or xarray.DataTree
+        Posterior draws (e.g. ``est.to_arviz()``).
+    var_names : list of str, optional
+        Variables to plot (default: all).
+    path : str or pathlib.Path, optional
+        Save the figure there (and close it) instead of returning it.
+    **kwargs
+        Passed to ArviZ's ``plot_posterior`` (``plot_dist`` on 1.x).
+
+    Returns
+    -------
+    matplotlib.figure.Figure or str
+        The figure, or the saved path when ``path`` is given.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from probest.viz import gaussian_inference_data, plot_posterior
+    >>> idata = gaussian_inference_data(np.zeros(2), np.eye(2), n_draws=100, random_state=0)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     os.path.exists(plot_posterior(idata, path=os.path.join(folder, "post.png")))
+    True
+    """
     az = import_arviz()
     import matplotlib
 

@@ -14,6 +14,32 @@ def make_flow_toy(n_samples=1000, kind="moons", noise=0.05, scale=1.5, random_st
     flows family's reference data (the prototype numbers in the spec use noise 0.05, x1.5).
     ``"sine"``, ``"swirl"``, ``"checkerboard"``: the 2-D settings of the EBFlow paper, each
     smoothed by Gaussian noise of s.d. ``noise``.
+
+    Parameters
+    ----------
+    n_samples : int, default=1000
+        Number of points.
+    kind : {"moons", "sine", "swirl", "checkerboard"}, default="moons"
+        The density.
+    noise : float, default=0.05
+        Noise standard deviation (for ``"moons"``: sklearn's ``make_moons`` noise).
+    scale : float, default=1.5
+        Multiplier of the centred moons (``"moons"`` only).
+    random_state : None, int or numpy RandomState, default=None
+        Seed of the draw.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, 2)
+        The points.
+
+    Examples
+    --------
+    >>> from probest.datasets import make_flow_toy
+    >>> make_flow_toy(100, random_state=0).shape
+    (100, 2)
+    >>> make_flow_toy(10, kind="swirl", random_state=0).shape
+    (10, 2)
     """
     from sklearn.utils import check_random_state
 

@@ -12,7 +12,43 @@ def make_gp_classification(n_samples: int = 1000, n_features: int = 2, *, length
     (random Fourier features with ``n_fourier`` frequencies), ``y ~ Bernoulli(Phi(f))`` (probit)
     or ``Bernoulli(sigmoid(f))`` (logit).  ``X ~ N(0, I)``.
 
-    Returns ``(X, y)`` or ``(X, y, f)`` with ``return_latent=True``.
+    Parameters
+    ----------
+    n_samples : int, default=1000
+        Number of points.
+    n_features : int, default=2
+        Input dimension.
+    lengthscale : float, default=1.0
+        RBF lengthscale of the latent GP.
+    outputscale : float, default=4.0
+        Variance of the latent GP.
+    n_fourier : int, default=500
+        Number of random Fourier features approximating the GP draw.
+    link : {"probit", "logit"}, default="probit"
+        Link from the latent function to ``p(y = 1)``.
+    return_latent : bool, default=False
+        Also return the latent values ``f``.
+    random_state : None, int or numpy Generator, default=None
+        Seed of the draw.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+        Standard normal inputs.
+    y : ndarray of shape (n_samples,)
+        Labels in {0, 1}.
+    f : ndarray of shape (n_samples,)
+        Latent function values (only with ``return_latent=True``).
+
+    Examples
+    --------
+    >>> from probest.datasets import make_gp_classification
+    >>> X, y = make_gp_classification(50, random_state=0)
+    >>> X.shape, sorted(set(y.tolist()))
+    ((50, 2), [0, 1])
+    >>> X, y, f = make_gp_classification(50, return_latent=True, random_state=0)
+    >>> f.shape
+    (50,)
     """
     from scipy.special import expit, ndtr
 
@@ -41,6 +77,25 @@ def load_gp_benchmark(name: str, *, n_folds: int = 5):
     digits 3 and 5 with label 1 for "5").  Yields ``(X_train, y_train, X_test, y_test)`` for the
     first ``n_folds`` folds of ``KFold(5, shuffle=True, random_state=42)``, X standardised on the
     training fold — the protocol behind the acceptance table, shared by tests and benchmarks.
+
+    Parameters
+    ----------
+    name : {"breast_cancer", "digits_3v5", "iris", "wine"}
+        The task.
+    n_folds : int, default=5
+        How many of the five folds to yield.
+
+    Yields
+    ------
+    X_train, y_train, X_test, y_test : ndarray
+        One fold, ``X`` standardised with the training fold's mean and scale.
+
+    Examples
+    --------
+    >>> from probest.datasets import load_gp_benchmark
+    >>> folds = list(load_gp_benchmark("iris", n_folds=2))
+    >>> len(folds), [a.shape for a in folds[0]]
+    (2, [(120, 4), (120,), (30, 4), (30,)])
     """
     from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
     from sklearn.model_selection import KFold

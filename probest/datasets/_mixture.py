@@ -33,10 +33,52 @@ def make_federated_gmm(
     probability ``label_noise``.  A single global linear classifier cannot fit all
     components at once, which makes this the covariate-shift federation of FedGMM.
 
-    Returns a :class:`~sklearn.utils.Bunch` with ``X`` (list of ``(n_c, d)`` arrays),
-    ``y`` (list of label arrays or None), ``components`` (list of component indices),
-    ``weights`` ``(n_clients, K)``, ``means`` ``(K, d)``, ``covariances`` ``(K, d, d)`` and,
-    with labels, ``label_coef`` ``(K, n_classes, d)``.
+    Parameters
+    ----------
+    n_clients : int, default=10
+        Number of clients.
+    n_samples : int or list of int, default=500
+        Rows per client (one int for all, or one entry per client).
+    n_components : int, default=3
+        Number ``K`` of shared Gaussian components.
+    n_features : int, default=4
+        Dimension ``d``.
+    concentration : float, default=1.0
+        Dirichlet concentration of the client weights.
+    separation : float, default=6.0
+        Scale of the component means.
+    covariance_scale : float, default=1.0
+        Scale of the component covariances.
+    labels : bool, default=False
+        Also draw labels from per-component logistic models.
+    n_classes : int, default=2
+        Number of classes when ``labels=True``.
+    label_noise : float, default=0.0
+        Probability in [0, 1] of replacing a label by a uniform random class.
+    label_scale : float, default=4.0
+        Inverse temperature of the labelling models.
+    random_state : None, int or numpy Generator, default=None
+        Seed of the draw.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``X`` (list of ``(n_c, d)`` arrays), ``y`` (list of label arrays, or None),
+        ``components`` (list of component indices), ``weights`` ``(n_clients, K)``,
+        ``means`` ``(K, d)``, ``covariances`` ``(K, d, d)`` and, with labels, ``label_coef``
+        ``(K, n_classes, d)`` (else None).
+
+    Examples
+    --------
+    >>> from probest.datasets import make_federated_gmm
+    >>> fed = make_federated_gmm(n_clients=3, n_samples=50, n_components=2, n_features=2,
+    ...                          random_state=0)
+    >>> len(fed.X), fed.X[0].shape, fed.weights.shape
+    (3, (50, 2), (3, 2))
+    >>> fed = make_federated_gmm(n_clients=3, n_samples=50, n_components=2, n_features=2,
+    ...                          labels=True, random_state=0)
+    >>> fed.y[0].shape, fed.label_coef.shape
+    ((50,), (2, 2, 2))
     """
     if n_clients < 1 or n_components < 1 or n_features < 1:
         raise ValueError("n_clients, n_components and n_features must be positive integers.")

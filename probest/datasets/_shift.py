@@ -241,6 +241,7 @@ def make_covariate_shift(
     n : int
         Number of labelled source samples.
     random_state : None, int or numpy Generator/RandomState
+        Seed of the draw.
     n_target : int, optional
         Number of (unlabelled for the estimators) target samples; default ``n``.
 
@@ -249,6 +250,17 @@ def make_covariate_shift(
     CovariateShiftData
         Arrays, the exact density ratio (``log_density_ratio``) and the exact
         ``target_excess_risk(model_or_params)``.
+
+    Examples
+    --------
+    >>> from probest.datasets import make_covariate_shift
+    >>> from probest.shift import WeightedLinearRegression
+    >>> data = make_covariate_shift("B1", n=200, random_state=0)
+    >>> data.X_source.shape, data.X_target.shape, data.well_specified
+    ((200, 5), (200, 5), True)
+    >>> mle = WeightedLinearRegression().fit(data.X_source, data.y_source)
+    >>> round(data.target_excess_risk(mle), 3)
+    0.249
     """
     if setup not in _SETUPS:
         raise ValueError(f"setup={setup!r} is unknown; use one of {_SETUPS}.")

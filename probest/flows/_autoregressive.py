@@ -74,11 +74,64 @@ class AutoregressiveDLMEstimator(DensityMixin, FlowEstimator):
 
     Parameters
     ----------
-    n_components : int  mixture components per feature.
-    hidden : tuple of int  MADE hidden widths.
-    n_levels : int or None  integer levels ``0 .. n_levels-1`` (default ``max(X) + 1``).
-    ema, max_iter, batch_size, lr, weight_decay, amp, dtype, device, random_state, verbose:
-        as in :class:`FlowDensityEstimator`.
+    n_components : int, default=5
+        Mixture components per feature.
+    hidden : tuple of int, default=(256, 256)
+        MADE hidden widths.
+    n_levels : int or None, default=None
+        Integer levels ``0 .. n_levels-1`` (default ``max(X) + 1``).
+    ema : float or None, default=0.999
+        Decay of the exponential moving average of the weights used after training
+        (None: the last iterate).
+    max_iter : int, default=1000
+        Adam steps.
+    batch_size : int, default=256
+        Minibatch size.
+    lr : float, default=1e-3
+        Adam learning rate.
+    weight_decay : float, default=0.0
+        Adam weight decay.
+    amp : bool, default=False
+        bf16 autocast for the training forward pass on CUDA.
+    dtype : {"float32", "float64"}, default="float32"
+        Floating dtype of the network.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Torch device ("auto" picks CUDA when present).
+    random_state : None, int or numpy RandomState/Generator, default=None
+        Seeds initialisation, minibatches and noise (global RNG states are never touched).
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the loss, 2 also one line per logged step.
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module
+        The trained MADE.
+    n_levels_ : int
+        Integer levels of the data.
+    converged_ : bool
+        False when the loss became non-finite.
+    n_iter_ : int
+        Training steps run.
+    history_ : list of dict
+        Logged training steps (``iter``, ``objective`` = the training loss, ``time``).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    device_ : torch.device
+        Device of the fit.
+    dtype_ : torch.dtype
+        Dtype of the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.flows import AutoregressiveDLMEstimator
+    >>> X = np.random.default_rng(0).integers(0, 4, size=(100, 3))
+    >>> est = AutoregressiveDLMEstimator(n_components=2, hidden=(16,), max_iter=20,
+    ...                                  batch_size=50, device="cpu", random_state=0).fit(X)
+    >>> est.n_levels_, est.score_samples(X[:3]).shape, est.sample(2, random_state=0).shape
+    (4, (3,), (2, 3))
+    >>> est.to_pyro().event_shape
+    torch.Size([3])
     """
     _spec = EstimatorSpec(outputs=("score_samples",))
 

@@ -28,53 +28,97 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
 
     Parameters
     ----------
-    flow : {"nsf", "maf", "realnvp", "ebflow_fc", "tarflow"}
+    flow : {"nsf", "maf", "realnvp", "ebflow_fc", "tarflow"}, default="nsf"
         zuko's neural spline / masked autoregressive / RealNVP flows; ``"ebflow_fc"`` is a
         fully-connected energy-based flow (dense ``D x D`` linear layers with constant Jacobians
         and elementwise nonlinearities), the only flow that supports score matching;
         ``"tarflow"`` is an affine autoregressive flow with a causal-transformer conditioner.
-    objective : {"mle", "ssm", "dsm", "fdssm"}
+    objective : {"mle", "ssm", "dsm", "fdssm"}, default="mle"
         ``"mle"`` (default) or, for ``flow="ebflow_fc"`` only, sliced / denoising /
         finite-difference sliced score matching (experimental: after training the exact NLL
         is computed and a warning is raised when it is worse than a full-covariance Gaussian).
-    n_transforms : int
+    n_transforms : int, default=3
         Flow transformations (EBFlow: nonlinear blocks; TARFlow: transformer blocks).
-    hidden : tuple of int
+    hidden : tuple of int, default=(64, 64)
         Hidden widths of the conditioner MLPs (TARFlow: ``hidden[0]`` is the width).
-    dequantize : {None, "uniform", "truncnorm"}
+    dequantize : {None, "uniform", "truncnorm"}, default=None
         Add noise in ``[0, 1)`` to integer data at every step.  Then densities live on
         ``[0, n_levels)^D`` and :meth:`bits_per_dim` of integer data is a dequantization bound.
-    n_levels : int or None
+    n_levels : int or None, default=None
         Number of integer levels (default ``max(X) + 1``).
-    preprocess : {"standardize", "logit", None}
+    preprocess : {"standardize", "logit", None}, default="standardize"
         Elementwise bijection applied before the flow; its log-Jacobian is always included
         in :meth:`score_samples`.  ``"logit"`` maps ``[0, n_levels)`` (or the data range) to R.
-    ema : float or None
-        Decay of the exponential moving average of the weights used after training.
-    max_iter, batch_size, lr, weight_decay : training budget (Adam steps) and optimiser.
-    sm_sigma : float
+    ema : float or None, default=0.999
+        Decay of the exponential moving average of the weights used after training
+        (None: the last iterate).
+    max_iter : int, default=1000
+        Adam steps.
+    batch_size : int, default=256
+        Minibatch size.
+    lr : float, default=1e-3
+        Adam learning rate.
+    weight_decay : float, default=0.0
+        Adam weight decay.
+    sm_sigma : float, default=0.05
         Noise level of DSM (in preprocessed units).
-    fd_eps : float
+    fd_eps : float, default=0.1
         Perturbation norm of FDSSM.
-    patch : int
+    patch : int, default=4
         TARFlow tokens: ``patch`` consecutive features, or ``patch x patch`` tiles when
         ``image_shape`` is given.
-    image_shape : (int, int) or None
+    image_shape : (int, int) or None, default=None
         Height and width of image rows (TARFlow only), e.g. ``(8, 8)`` for digits.
-    amp : bool
+    amp : bool, default=False
         bf16 autocast for the training forward pass on CUDA.
-    dtype, device, random_state, verbose : see :class:`probest.base.TorchEstimator`.
+    dtype : {"float32", "float64"}, default="float32"
+        Floating dtype of the network.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Torch device ("auto" picks CUDA when present).
+    random_state : None, int or numpy RandomState/Generator, default=None
+        Seeds initialisation, minibatches and noise (global RNG states are never touched).
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the loss, 2 also one line per logged step.
 
     Attributes
     ----------
-    model_ : torch.nn.Module  the trained flow (on preprocessed data).
-    preprocessor_ : torch.nn.Module  the fitted preprocessing bijection.
+    model_ : torch.nn.Module
+        The trained flow (on preprocessed data).
+    preprocessor_ : torch.nn.Module
+        The fitted preprocessing bijection.
     n_levels_ : int or None
-    train_nll_ : float  exact mean NLL (nats) of a subset of the training data after training.
-    reference_gaussian_nll_ : float  the same for a full-covariance Gaussian MLE (sanity bar).
-    linear_logdet_ : float or None  cached sum of EBFlow's linear log-determinants.
-    converged_ : bool  False when the loss became non-finite.
+        Integer levels of dequantized data.
+    train_nll_ : float
+        Exact mean NLL (nats) of a subset of the training data after training.
+    reference_gaussian_nll_ : float
+        The same for a full-covariance Gaussian MLE (sanity bar).
+    linear_logdet_ : float or None
+        Cached sum of EBFlow's linear log-determinants.
+    converged_ : bool
+        False when the loss became non-finite.
+    n_iter_ : int
+        Training steps run.
     history_ : list of dict
+        Logged training steps (``iter``, ``objective`` = the training loss, ``time``).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    device_ : torch.device
+        Device of the fit.
+    dtype_ : torch.dtype
+        Dtype of the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.datasets import make_flow_toy
+    >>> from probest.flows import FlowDensityEstimator
+    >>> X = make_flow_toy(200, random_state=0)  # two moons
+    >>> est = FlowDensityEstimator(flow="maf", n_transforms=1, hidden=(8,), max_iter=20,
+    ...                            batch_size=64, device="cpu", random_state=0).fit(X)
+    >>> est.score_samples(X[:3]).shape, est.sample(4, random_state=0).shape
+    ((3,), (4, 2))
+    >>> est.to_pyro().event_shape  # a Pyro distribution over one 2-D point
+    torch.Size([2])
     """
     _spec = EstimatorSpec(outputs=("score_samples", "transform"))
 

@@ -31,29 +31,90 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
 
     Parameters
     ----------
-    kernel : None, str ("matern12/32/52", "rbf", optionally "_ard") or a GPyTorch kernel
-        (a template: it is copied, never trained in place).
-    inference : {"hybrid", "vi", "ep", "laplace"}
-    link : {"probit", "logit"}
-    multi_class : "one_vs_rest" (one binary GP per class, probabilities normalised).
-    inducing_points : array (m, d) or None; given points make the model sparse.
-    n_inducing : int or None; forces a sparse model with k-means inducing points.
-    sparse_threshold : int or None; above this many samples the model becomes sparse
-        automatically (256 k-means inducing points).  None: never automatic.
-    max_iter : outer iterations (E-step + M-step), or L-BFGS iterations for Laplace.
-    e_steps, m_steps : CVI/EP steps per E-step and L-BFGS iterations per M-step.
-    cvi_lr : CVI natural-gradient step ``b``.
-    tol : relative change of the objective that counts as converged.
-    random_state, verbose, device, dtype : as in every probest estimator.
+    kernel : None, str or gpytorch.kernels.Kernel, default=None
+        None (Matérn-5/2 with an output scale), a name ("matern12", "matern32", "matern52",
+        "rbf", optionally with "_ard") or a GPyTorch kernel (a template: it is copied, never
+        trained in place).
+    inference : {"hybrid", "vi", "ep", "laplace"}, default="hybrid"
+        The inference mode (above).
+    link : {"probit", "logit"}, default="probit"
+        Likelihood ``p(y = 1 | f)``.
+    multi_class : {"one_vs_rest"}, default="one_vs_rest"
+        One binary GP per class, probabilities normalised.
+    inducing_points : array-like of shape (n_inducing, n_features), optional
+        Given points make the model sparse.
+    n_inducing : int, optional
+        Forces a sparse model with that many k-means inducing points.
+    sparse_threshold : int or None, default=2000
+        Above this many samples the model becomes sparse automatically (256 k-means
+        inducing points).  None: never automatic.
+    max_iter : int, default=50
+        Outer iterations (E-step + M-step), or L-BFGS iterations for Laplace.
+    e_steps : int, default=3
+        CVI/EP steps per E-step.
+    m_steps : int, default=3
+        L-BFGS iterations per M-step.
+    cvi_lr : float, default=0.5
+        CVI natural-gradient step ``b``.
+    tol : float, default=1e-4
+        Relative change of the objective that counts as converged.
+    random_state : None, int or numpy RandomState/Generator, default=None
+        Seeds the k-means inducing points.
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the objective, 2 also one line per iteration.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default="cpu"
+        Torch device of the fit.
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
 
     Attributes
     ----------
-    classes_, kernel_, hyperparameters_, theta_, theta_names_, sites_ (``l1``, ``l2``),
-    log_marginal_likelihood_value_ and objective_ (which objective it is), n_iter_,
-    converged_, stopped_by_ ("tolerance", "ep_energy_decrease", "max_iter"), sparse_,
-    inducing_points_, history_ (one dict per outer iteration with ``objective``, ``elbo``,
-    ``ep_energy``; Laplace logs its evidence per L-BFGS evaluation), gps_ (the fitted
-    latent GPs).  One-vs-rest makes per-class lists of the per-GP attributes.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    kernel_ : gpytorch.kernels.Kernel
+        The fitted kernel.
+    hyperparameters_ : dict
+        Fitted hyperparameter values by name.
+    theta_ : ndarray
+        The flat (log-)hyperparameter vector optimised.
+    theta_names_ : list of str
+        Names of the entries of ``theta_``.
+    sites_ : dict
+        The site parameters ``{"l1", "l2"}`` of the posterior.
+    log_marginal_likelihood_value_ : float
+        The objective named by ``objective_`` at the optimum.
+    objective_ : str
+        Which objective: ``"laplace"``, ``"ep"`` or ``"elbo"``.
+    n_iter_ : int
+        Outer iterations run.
+    converged_ : bool
+        Whether ``tol`` was reached.
+    stopped_by_ : str
+        ``"tolerance"``, ``"ep_energy_decrease"`` (hybrid rollback) or ``"max_iter"``.
+    sparse_ : bool
+        Whether the model uses inducing points.
+    inducing_points_ : ndarray or None
+        The inducing points.
+    gps_ : list
+        The fitted latent GPs.
+    history_ : list of dict
+        One dict per outer iteration (``objective``, ``elbo``, ``ep_energy``; Laplace logs its
+        evidence per L-BFGS evaluation).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    One-vs-rest makes per-class lists of the per-GP attributes.
+
+    Examples
+    --------
+    >>> from probest.datasets import make_gp_classification
+    >>> from probest.gaussian_process import GaussianProcessClassifier
+    >>> X, y = make_gp_classification(60, random_state=0)
+    >>> clf = GaussianProcessClassifier(inference="hybrid", random_state=0).fit(X, y)
+    >>> sorted(clf.hyperparameters_), clf.objective_
+    (['lengthscale', 'outputscale'], 'ep')
+    >>> clf.predict_proba(X[:2]).shape, clf.to_pyro(X[:3]).batch_shape
+    ((2, 2), torch.Size([3]))
     """
     _spec = EstimatorSpec(outputs=("predict", "predict_proba"))
     _constraints = {**_GPBase._constraints, "link": (Options({"probit", "logit"}),),

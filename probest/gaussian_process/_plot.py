@@ -27,6 +27,40 @@ def objective_surface(X, y, lengthscales, outputscales, *, kinds=("laplace", "ep
 
     Binary ``y`` (two classes).  At every grid point the sites are re-inferred to convergence
     by the mode that owns the objective (warm-started from the neighbouring point).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Inputs.
+    y : array-like of shape (n_samples,)
+        Binary labels.
+    lengthscales : array-like of shape (n_lengthscales,)
+        Grid of kernel lengthscales.
+    outputscales : array-like of shape (n_outputscales,)
+        Grid of kernel output scales.
+    kinds : tuple of str, default=("laplace", "ep", "elbo", "hybrid")
+        Objectives to evaluate.
+    link : {"probit", "logit"}, default="probit"
+        Likelihood link.
+    kernel : None, str or gpytorch.kernels.Kernel, default=None
+        As :class:`GaussianProcessClassifier`.
+    max_steps : int, default=60
+        Site-update budget per grid point.
+
+    Returns
+    -------
+    dict of str to ndarray of shape (n_outputscales, n_lengthscales)
+        Each objective on the grid.
+
+    Examples
+    --------
+    >>> from probest.datasets import make_gp_classification
+    >>> from probest.gaussian_process import objective_surface
+    >>> X, y = make_gp_classification(30, random_state=0)
+    >>> surf = objective_surface(X, y, [0.5, 1.0, 2.0], [1.0, 4.0], kinds=("laplace", "ep"),
+    ...                          max_steps=10)
+    >>> {kind: grid.shape for kind, grid in surf.items()}
+    {'laplace': (2, 3), 'ep': (2, 3)}
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -60,11 +94,51 @@ def objective_surface(X, y, lengthscales, outputscales, *, kinds=("laplace", "ep
 def plot_objective_surface(X, y, lengthscales=None, outputscales=None, *,
                            kinds=("laplace", "ep", "elbo", "hybrid"), link="probit",
                            estimators=(), path=None, levels: int = 25, figsize=None):
-    """Contour panels of :func:`objective_surface`, one per kind, each with its maximiser
-    (star) and the fitted hyperparameters of ``estimators`` (binary GaussianProcessClassifier
-    instances, drawn as labelled dots).  ``figsize`` (inches) defaults to 4.2 x 3.8 per panel;
-    the layout is constrained (colorbars included).  Returns the figure (saved to ``path`` if
-    given)."""
+    """Contour panels of :func:`objective_surface`, one per kind, with maximisers and fits.
+
+    Each panel marks its maximiser (star) and the fitted hyperparameters of ``estimators``
+    (binary GaussianProcessClassifier instances, drawn as labelled dots).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Inputs.
+    y : array-like of shape (n_samples,)
+        Binary labels.
+    lengthscales : array-like, optional
+        Lengthscale grid (default 12 log-spaced values around ``sqrt(n_features)``).
+    outputscales : array-like, optional
+        Output-scale grid (default log-spaced).
+    kinds : tuple of str, default=("laplace", "ep", "elbo", "hybrid")
+        One panel per objective.
+    link : {"probit", "logit"}, default="probit"
+        Likelihood link.
+    estimators : sequence of GaussianProcessClassifier, default=()
+        Fitted binary classifiers to mark.
+    path : str or pathlib.Path, optional
+        Save the figure there.
+    levels : int, default=25
+        Contour levels per panel.
+    figsize : tuple of float, optional
+        Figure size in inches (default 4.2 x 3.8 per panel); the layout is constrained
+        (colorbars included).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (also saved to ``path`` when given).
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> from probest.datasets import make_gp_classification
+    >>> from probest.gaussian_process import plot_objective_surface
+    >>> X, y = make_gp_classification(30, random_state=0)
+    >>> fig = plot_objective_surface(X, y, [0.5, 1.0, 2.0], [1.0, 4.0], kinds=("laplace",))
+    >>> len(fig.axes) >= 1
+    True
+    >>> plt.close(fig)
+    """
     import matplotlib.pyplot as plt
 
     X = np.asarray(X, dtype=np.float64)

@@ -28,26 +28,109 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
     robust to outliers; it is not log-concave, so CVI clips ``g_v <= -1e-8`` and cavities are
     clamped.  Poisson models counts with rate ``exp(f + offset)``, ``offset = log(mean(y))``.
 
-    Parameters are those of :class:`GaussianProcessClassifier` plus ``likelihood``, ``df``
-    (Student-t degrees of freedom) and ``noise_init`` (initial noise variance / Student-t
-    scale, as a fraction of ``var(y)`` / ``std(y)``).  Duplicate inputs with a vanishing
-    Gaussian noise are jittered with a warning.
+    Duplicate inputs with a vanishing Gaussian noise are jittered with a warning.
 
-    ``normalize_y`` (default True): fit the standardised targets ``z = (y - y_mean_) /
-    y_std_`` and map every output back (predictive mean and std, ``log_predictive_density``
-    with its Jacobian ``-log(y_std_)``, ``to_pyro``, ``sample_y``,
-    ``latent_mean_and_variance``), so offsets and scales of ``y`` never matter; constant ``y``
-    gets ``y_std_ = 1`` and is predicted exactly.  Gaussian and Student-t targets are
-    standardised (location-scale families); Poisson counts never are (``y_mean_ = 0``,
-    ``y_std_ = 1``; their level is the likelihood's ``offset``).  ``kernel_``, ``theta_``,
-    ``hyperparameters_`` (``outputscale``, ``noise``, ``scale``), ``history_`` and the log
-    marginal likelihood (``log_marginal_likelihood_value_``, ``log_marginal_likelihood``) are
-    those of ``z``: ``log p(y) = log p(z) - n log(y_std_)``.  A hyperparameter that ends on
-    its bound (``[1e-5, 1e5]``) raises a ``ConvergenceWarning``.
+    Parameters
+    ----------
+    kernel : None, str or gpytorch.kernels.Kernel, default=None
+        None (Matérn-5/2 with an output scale), a name ("matern12", "matern32", "matern52",
+        "rbf", optionally with "_ard") or a GPyTorch kernel (a template: it is copied, never
+        trained in place).
+    likelihood : {"gaussian", "student_t", "poisson"}, default="gaussian"
+        Observation model.
+    inference : {"hybrid", "vi", "ep", "laplace"}, default="hybrid"
+        As :class:`GaussianProcessClassifier` (all exact for the Gaussian likelihood).
+    df : float, default=4.0
+        Student-t degrees of freedom (fixed).
+    noise_init : float, default=0.1
+        Initial noise variance / Student-t scale, as a fraction of ``var(y)`` / ``std(y)``.
+    inducing_points : array-like of shape (n_inducing, n_features), optional
+        Given points make the model sparse.
+    n_inducing : int, optional
+        Forces a sparse model with that many k-means inducing points.
+    sparse_threshold : int or None, default=2000
+        Above this many samples the model becomes sparse automatically (256 k-means
+        inducing points).  None: never automatic.
+    max_iter : int, default=50
+        Outer iterations (E-step + M-step), or L-BFGS iterations for Laplace.
+    e_steps : int, default=3
+        CVI/EP steps per E-step.
+    m_steps : int, default=3
+        L-BFGS iterations per M-step.
+    cvi_lr : float, default=0.5
+        CVI natural-gradient step ``b``.
+    tol : float, default=1e-4
+        Relative change of the objective that counts as converged.
+    random_state : None, int or numpy RandomState/Generator, default=None
+        Seeds the k-means inducing points.
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the objective, 2 also one line per iteration.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default="cpu"
+        Torch device of the fit.
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
+    normalize_y : bool, default=True
+        Fit the standardised targets ``z = (y - y_mean_) / y_std_`` and map every output
+        back (predictive mean and std, ``log_predictive_density`` with its Jacobian
+        ``-log(y_std_)``, ``to_pyro``, ``sample_y``, ``latent_mean_and_variance``), so offsets
+        and scales of ``y`` never matter; constant ``y`` gets ``y_std_ = 1`` and is predicted
+        exactly.  Gaussian and Student-t targets are standardised (location-scale families);
+        Poisson counts never are (``y_mean_ = 0``, ``y_std_ = 1``; their level is the
+        likelihood's ``offset``).  ``kernel_``, ``theta_``, ``hyperparameters_``
+        (``outputscale``, ``noise``, ``scale``), ``history_`` and the log marginal likelihood
+        (``log_marginal_likelihood_value_``, ``log_marginal_likelihood``) are those of ``z``:
+        ``log p(y) = log p(z) - n log(y_std_)``.  A hyperparameter that ends on its bound
+        (``[1e-5, 1e5]``) raises a ``ConvergenceWarning``.
 
-    Attributes: as the classifier (``kernel_``, ``hyperparameters_`` with ``noise`` or
-    ``scale``, ``sites_``, ``log_marginal_likelihood_value_``, ``history_``...), plus
-    ``y_mean_`` and ``y_std_`` (the target normalisation; ``0`` and ``1`` without it).
+    Attributes
+    ----------
+    kernel_ : gpytorch.kernels.Kernel
+        The fitted kernel.
+    hyperparameters_ : dict
+        Fitted hyperparameter values by name (with ``noise`` or ``scale``).
+    theta_ : ndarray
+        The flat (log-)hyperparameter vector optimised.
+    theta_names_ : list of str
+        Names of the entries of ``theta_``.
+    sites_ : dict
+        The site parameters ``{"l1", "l2"}`` of the posterior.
+    log_marginal_likelihood_value_ : float
+        The objective named by ``objective_`` at the optimum.
+    objective_ : str
+        Which objective: ``"laplace"``, ``"ep"`` or ``"elbo"``.
+    n_iter_ : int
+        Outer iterations run.
+    converged_ : bool
+        Whether ``tol`` was reached.
+    stopped_by_ : str
+        ``"tolerance"``, ``"ep_energy_decrease"`` (hybrid rollback) or ``"max_iter"``.
+    sparse_ : bool
+        Whether the model uses inducing points.
+    inducing_points_ : ndarray or None
+        The inducing points.
+    gps_ : list
+        The fitted latent GPs.
+    history_ : list of dict
+        One dict per outer iteration (``objective``, ``elbo``, ``ep_energy``; Laplace logs its
+        evidence per L-BFGS evaluation).
+    y_mean_, y_std_ : float
+        The target normalisation (``0`` and ``1`` without it, or for Poisson counts).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.gaussian_process import GaussianProcessRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-3, 3, size=(40, 1))
+    >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
+    >>> reg = GaussianProcessRegressor(random_state=0).fit(X, y)
+    >>> sorted(reg.hyperparameters_)
+    ['lengthscale', 'noise', 'outputscale']
+    >>> mean, std = reg.predict(X[:3], return_std=True)
+    >>> mean.shape, std.shape, bool(reg.score(X, y) > 0.9)
+    ((3,), (3,), True)
     """
     _spec = EstimatorSpec(outputs=("predict",))
     _constraints = {**_GPBase._constraints, "normalize_y": ("boolean",)}

@@ -83,20 +83,106 @@ class FederatedGaussianMixture(GaussianMixture):
     weights ``pi_c = mean_i r_ci`` (``client_weights_``): the model is
     ``p_c(x) = sum_k pi_ck N(x; mu_k, Sigma_k)``; with ``personalize=False`` it is pooled EM.
 
-    Parameters are those of :class:`GaussianMixture` plus ``personalize`` and ``engine``:
-    ``"local"`` (clients in this process), ``"torch.distributed"`` (each rank passes its own
-    clients; see :mod:`probest.mixture._distributed`) or ``"flower"`` (a real Flower server
-    and client processes on this machine; across machines use :mod:`probest.mixture.flower`).
-
     ``fit(X_by_client)`` takes a list of ``(n_c, d)`` arrays; ``fit(X, groups=g)`` splits
     one array by client label; ``fit(X)`` is a single client (pooled EM).
 
-    Attributes (besides :class:`GaussianMixture`'s)
-    -------------------------------------------------
-    client_weights_ : ndarray (n_clients, K)  per-client mixing weights.
-    client_ids_ : list  client labels (list positions, or the unique ``groups``).
-    client_n_samples_ : ndarray (n_clients,)
-    weights_ : pooled weights (sample-weighted mean of the client weights).
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance structure, as in scikit-learn.
+    tol : float, default=1e-3
+        Stop when the mean log-likelihood improves by less than this.
+    reg_covar : float, default=1e-6
+        Added to the covariance diagonals (keeps them positive definite).
+    max_iter : int, default=100
+        EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the best lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        How the responsibilities are initialised.
+    weights_init : array-like of shape (n_components,), optional
+        User-provided initial weights.
+    means_init : array-like of shape (n_components, n_features), optional
+        User-provided initial means.
+    precisions_init : array-like, optional
+        User-provided initial precisions (shape depends on ``covariance_type``).
+    personalize : bool, default=True
+        Keep per-client mixing weights (False: pooled EM, one set of weights).
+    engine : {"local", "torch.distributed", "flower"}, default="local"
+        ``"local"`` (clients in this process), ``"torch.distributed"`` (each rank passes its
+        own clients; see ``probest.mixture._distributed``) or ``"flower"`` (a real Flower
+        server and client processes on this machine; across machines use
+        ``probest.mixture.flower``).
+    adapt_max_iter : int, default=200
+        EM iterations of :meth:`adapt` (a new client's weights).
+    round_timeout : float, default=60.0
+        Seconds a Flower round may take.
+    random_state : None, int or numpy RandomState/Generator, default=None
+        Seeds the initialisation (global RNG states are never touched).
+    warm_start : bool, default=False
+        Start from the previous fit's parameters.
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the lower bound, 2 also one line per iteration.
+    verbose_interval : int, default=10
+        Iterations between printed lines with ``verbose=2``.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Torch device ("auto" picks CUDA when present).
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
+    batch_size : int, optional
+        Stream the data to the device in chunks of this many rows (None: all at once).
+
+    Attributes
+    ----------
+    client_weights_ : ndarray of shape (n_clients, n_components)
+        Per-client mixing weights.
+    client_ids_ : list
+        Client labels (list positions, or the unique ``groups``).
+    client_n_samples_ : ndarray of shape (n_clients,)
+        Rows per client.
+    n_clients_ : int
+        Number of clients.
+    weights_ : ndarray of shape (n_components,)
+        Pooled weights (sample-weighted mean of the client weights).
+    means_ : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances_ : ndarray
+        Component covariances (scikit-learn shapes for each ``covariance_type``).
+    precisions_ : ndarray
+        Inverses of ``covariances_``.
+    precisions_cholesky_ : ndarray
+        Cholesky factors of ``precisions_``.
+    converged_ : bool
+        Whether the best initialisation converged.
+    n_iter_ : int
+        EM iterations of the best initialisation.
+    lower_bound_ : float
+        Mean log-likelihood per sample of the best initialisation.
+    lower_bounds_ : list of float
+        Its per-iteration lower bounds.
+    history_ : list of dict
+        One record per EM iteration over all initialisations (``objective``, ``init``, ``time``).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    device_ : torch.device
+        Device of the fit.
+    dtype_ : torch.dtype
+        Dtype of the fit.
+
+    Examples
+    --------
+    >>> from probest.datasets import make_federated_gmm
+    >>> from probest.mixture import FederatedGaussianMixture
+    >>> fed = make_federated_gmm(n_clients=4, n_samples=100, n_components=2, n_features=2,
+    ...                          random_state=0)
+    >>> gmm = FederatedGaussianMixture(2, device="cpu", random_state=0).fit(fed.X)
+    >>> gmm.client_weights_.shape, gmm.client_ids_
+    ((4, 2), [0, 1, 2, 3])
+    >>> gmm = gmm.adapt(fed.X[0][:50], client="new")  # a new client, closed-form EM
+    >>> gmm.client_ids_[-1], gmm.novelty_score(fed.X[1][:3], client="new").shape
+    ('new', (3,))
     """
 
     _spec = EstimatorSpec(input_kind="clients", also_accepts=("tabular",),

@@ -64,27 +64,100 @@ def _global_classes(engine, n_features, classes, n_samples):
 class FedGMMClassifier(ClassifierMixin, TorchEstimator):
     """Personalised federated classifier: GMM on inputs x per-client weights x experts.
 
+    ``fit(X_by_client, y_by_client)`` (lists) or ``fit(X, y, groups=)``.  Personalised
+    predictions use ``client=``; ``adapt(X_new, y_new=None)`` adds a client by closed-form
+    EM on its weight table only; ``novelty_score(X, y=None, client=)`` is
+    ``-(log p_c(x) [+ log p_c(y|x)])``.
+
     Parameters
     ----------
-    n_input_components : int  Gaussian components over ``phi(x)`` (M1).
-    n_experts : int  conditional experts (M2).
-    expert : sklearn linear classifier with ``sample_weight`` (default
+    n_input_components : int, default=3
+        Gaussian components over ``phi(x)`` (M1).
+    n_experts : int, default=3
+        Conditional experts (M2).
+    expert : estimator or torch.nn.Module, optional
+        A sklearn linear classifier with ``sample_weight`` (default
         ``LogisticRegression(C=1.0)``) or a ``torch.nn.Module`` mapping x to class logits.
-    phi : None (identity), an int (PCA to that many dimensions, fitted from federated
+    phi : None, int, transformer or callable, optional
+        None (identity), an int (PCA to that many dimensions, fitted from federated
         first/second moments: exact pooled PCA), a fitted transformer with ``transform``,
         or a callable ``ndarray -> ndarray``.  Fixed during training.
-    covariance_type, reg_covar, max_iter, tol, init_params, random_state, verbose, device,
-    dtype : as :class:`GaussianMixture`; ``tol`` applies to the mean log-likelihood.
-    engine : "local" (all clients in this process) or "torch.distributed": every rank of an
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        As :class:`GaussianMixture`.
+    reg_covar : float, default=1e-6
+        As :class:`GaussianMixture`.
+    max_iter : int, default=30
+        EM rounds.
+    tol : float, default=1e-4
+        Stop when the mean log-likelihood improves by less than this.
+    init_params : str, default="kmeans"
+        As :class:`GaussianMixture`.
+    random_state : None, int or numpy RandomState/Generator, default=None
+        Seeds the initialisation and the experts.
+    verbose : int, default=0
+        0 silent, 1 a progress bar, 2 also one line per round.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Torch device ("auto" picks CUDA when present).
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
+    engine : {"local", "torch.distributed"}, default="local"
+        "local" (all clients in this process) or "torch.distributed": every rank of an
         initialised process group calls ``fit`` with its own clients; shared parameters are
         all-reduced (SUM) each round, so every rank ends with the same Gaussians and experts.
         ``client_weights_``/``client_ids_``/``client_n_samples_`` then hold this rank's
         clients only (personal tables never leave their rank); ``weights_`` is global.
 
-    ``fit(X_by_client, y_by_client)`` (lists) or ``fit(X, y, groups=)``.  Personalised
-    predictions use ``client=``; ``adapt(X_new, y_new=None)`` adds a client by closed-form
-    EM on its weight table only; ``novelty_score(X, y=None, client=)`` is
-    ``-(log p_c(x) [+ log p_c(y|x)])``.
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels over all clients.
+    means_ : ndarray of shape (n_input_components, n_phi)
+        Means of the Gaussians over ``phi(x)``.
+    covariances_ : ndarray
+        Their covariances (shape by ``covariance_type``).
+    precisions_ : ndarray
+        Inverses of ``covariances_``.
+    precisions_cholesky_ : ndarray
+        Cholesky factors of ``precisions_``.
+    experts_ : list
+        The fitted conditional experts.
+    client_weights_ : ndarray of shape (n_clients, n_input_components, n_experts)
+        Each client's weight table ``pi_c[a, b]``.
+    client_ids_ : list
+        Client labels.
+    client_n_samples_ : ndarray of shape (n_clients,)
+        Rows per client.
+    weights_ : ndarray of shape (n_input_components, n_experts)
+        Pooled weight table.
+    phi_mean_ : ndarray
+        Mean of the pooled PCA (``phi`` an int only).
+    phi_components_ : ndarray
+        Its components (``phi`` an int only).
+    n_iter_ : int
+        EM rounds run.
+    converged_ : bool
+        Whether the mean log-likelihood converged.
+    lower_bound_ : float
+        Final mean log-likelihood.
+    history_ : list of dict
+        One record per round.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> from probest.datasets import make_federated_gmm
+    >>> from probest.mixture import FedGMMClassifier
+    >>> fed = make_federated_gmm(n_clients=3, n_samples=100, n_components=2, n_features=2,
+    ...                          labels=True, random_state=0)
+    >>> clf = FedGMMClassifier(2, 2, device="cpu", random_state=0).fit(fed.X, fed.y)
+    >>> clf.classes_, clf.client_weights_.shape
+    (array([0, 1]), (3, 2, 2))
+    >>> clf.predict_proba(fed.X[0][:3], client=0).shape
+    (3, 2)
+    >>> clf = clf.adapt(fed.X[1][:30], fed.y[1][:30], client="new")
+    >>> clf.novelty_score(fed.X[2][:3], fed.y[2][:3], client="new").shape
+    (3,)
     """
 
     _spec = EstimatorSpec(input_kind="clients", also_accepts=("tabular",),
@@ -306,6 +379,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         return self.classes_[self.predict_proba(X, client=client).argmax(1)]
 
     def score(self, X, y, sample_weight=None, client=None):
+        """Accuracy of ``predict(X, client=client)`` (weighted by ``sample_weight``)."""
         from sklearn.metrics import accuracy_score
 
         return accuracy_score(y, self.predict(X, client=client), sample_weight=sample_weight)

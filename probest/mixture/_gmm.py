@@ -38,15 +38,86 @@ class GaussianMixture(DensityMixin, TorchEstimator):
     (scikit-learn starts from the single chosen points).  Components whose responsibility
     mass vanishes keep their previous mean/covariance and a ~0 weight, with a warning.
 
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance structure, as in scikit-learn.
+    tol : float, default=1e-3
+        Stop when the mean log-likelihood improves by less than this.
+    reg_covar : float, default=1e-6
+        Added to the covariance diagonals (keeps them positive definite).
+    max_iter : int, default=100
+        EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the best lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        How the responsibilities are initialised.
+    weights_init : array-like of shape (n_components,), optional
+        User-provided initial weights.
+    means_init : array-like of shape (n_components, n_features), optional
+        User-provided initial means.
+    precisions_init : array-like, optional
+        User-provided initial precisions (shape depends on ``covariance_type``).
+    random_state : None, int or numpy RandomState/Generator, default=None
+        Seeds the initialisation (global RNG states are never touched).
+    warm_start : bool, default=False
+        Start from the previous fit's parameters.
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the lower bound, 2 also one line per iteration.
+    verbose_interval : int, default=10
+        Iterations between printed lines with ``verbose=2``.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Torch device ("auto" picks CUDA when present).
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
+    batch_size : int, optional
+        Stream the data to the device in chunks of this many rows (None: all at once).
+
     Attributes
     ----------
-    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
-        Fitted parameters (scikit-learn shapes and conventions).
-    converged_, n_iter_, lower_bound_, lower_bounds_ :
-        EM bookkeeping of the best initialisation; ``lower_bound_`` is the mean
-        log-likelihood per sample.
+    weights_ : ndarray of shape (n_components,)
+        Mixing weights.
+    means_ : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances_ : ndarray
+        Component covariances (scikit-learn shapes for each ``covariance_type``).
+    precisions_ : ndarray
+        Inverses of ``covariances_``.
+    precisions_cholesky_ : ndarray
+        Cholesky factors of ``precisions_``.
+    converged_ : bool
+        Whether the best initialisation converged.
+    n_iter_ : int
+        EM iterations of the best initialisation.
+    lower_bound_ : float
+        Mean log-likelihood per sample of the best initialisation.
+    lower_bounds_ : list of float
+        Its per-iteration lower bounds.
     history_ : list of dict
         One record per EM iteration over all initialisations (``objective``, ``init``, ``time``).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    device_ : torch.device
+        Device of the fit.
+    dtype_ : torch.dtype
+        Dtype of the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.mixture import GaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(-3, 1, size=(50, 2)), rng.normal(3, 1, size=(50, 2))])
+    >>> gmm = GaussianMixture(2, device="cpu", random_state=0).fit(X)
+    >>> gmm.means_[np.argsort(gmm.means_[:, 0])].round(0)
+    array([[-3., -3.],
+           [ 3.,  3.]])
+    >>> gmm.weights_.round(2), gmm.converged_
+    (array([0.5, 0.5]), True)
+    >>> gmm.to_pyro().event_shape  # a Pyro MixtureSameFamily over one observation
+    torch.Size([2])
     """
 
     _spec = EstimatorSpec(outputs=("predict", "predict_proba", "score_samples"))

@@ -20,7 +20,22 @@ from sklearn.exceptions import ConvergenceWarning
 
 
 class LowEffectiveSampleSizeWarning(UserWarning):
-    """The importance weights leave very few effective samples (MWLE will be noisy)."""
+    """The importance weights leave very few effective samples (MWLE will be noisy).
+
+    Issued by the covariate-shift estimators' ``fit`` when the effective sample size of the
+    estimated importance weights is below ``max(5, 0.01 n)``; clip or flatten the weights,
+    or check that the target overlaps the source.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from probest.shift import LowEffectiveSampleSizeWarning
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("ESS 1.0 of 200", LowEffectiveSampleSizeWarning)
+    >>> issubclass(caught[0].category, UserWarning)
+    True
+    """
 
 
 class NoOverlapWarning(LowEffectiveSampleSizeWarning):

@@ -59,21 +59,47 @@ _DOC_PARAMS = """
         Optimiser budget of the built-in and torch bases.
     auto_level : float, default=0.05
         Significance level of the misspecification test of ``estimator="auto"``.
-    random_state, device, dtype, verbose : see :class:`probest.base.TorchEstimator`.
+    random_state : None, int or numpy Generator/RandomState, default=None
+        Seeds the density-ratio fit, the IW-CV folds and torch bases.
+    device : {{"cpu", "cuda", "cuda:N", "auto"}}, default="cpu"
+        Torch device of the built-in and torch bases.
+    dtype : {{"float64", "float32"}}, default="float64"
+        Floating dtype of the built-in and torch bases.
+    verbose : int, default=0
+        Progress of the base fits (see :class:`probest.base.TorchEstimator`).
 
     Attributes
     ----------
-    estimator_ : the fitted base model; estimator_used_ : "mle" or "mwle";
-    converged_, n_iter_ : the chosen base fit's convergence flag and iteration count;
-    auto_decision_ : dict (rule, statistic, p-value or IW-CV losses, chosen);
-    weights_ : importance weights of the source rows (clipped, flattened, normalised);
-    ratio_estimator_ : the fitted DensityRatioEstimator (or the callable; None);
-    effective_sample_size_ : ``(sum w)^2 / sum w^2``;
-    target_fisher_ratio_ : plug-in ``Tr(I_T I_S^-1)`` (``I_T`` on ``X_target`` when given,
-        else importance-weighted; empirical Fisher for torch models; None for sklearn bases).
-        MLE's target excess risk is about this over ``n``;
-    covariance_, covariance_type_ : sandwich (MWLE) or Laplace (MLE) covariance of the
-        parameters (None for sklearn bases); coef_, intercept_ : when the base has them.
+    estimator_ : estimator
+        The fitted base model.
+    estimator_used_ : {{"mle", "mwle"}}
+        Which fit was kept.
+    converged_ : bool
+        The chosen base fit's convergence flag.
+    n_iter_ : int
+        The chosen base fit's iteration count.
+    auto_decision_ : dict
+        Rule, statistic, p-value or IW-CV losses, and the choice (``estimator="auto"``).
+    weights_ : ndarray of shape (n_samples,)
+        Importance weights of the source rows (clipped, flattened, normalised).
+    ratio_estimator_ : DensityRatioEstimator, callable or None
+        What gave the weights.
+    effective_sample_size_ : float
+        ``(sum w)^2 / sum w^2`` of ``weights_``.
+    target_fisher_ratio_ : float or None
+        Plug-in ``Tr(I_T I_S^-1)`` (``I_T`` on ``X_target`` when given, else
+        importance-weighted; empirical Fisher for torch models; None for sklearn bases).
+        MLE's target excess risk is about this over ``n``.
+    covariance_ : ndarray or None
+        Sandwich (MWLE) or Laplace (MLE) covariance of the parameters (None for sklearn bases).
+    covariance_type_ : str or None
+        ``"sandwich"`` or ``"laplace"``.
+    coef_ : ndarray
+        The base's coefficients, when it has them.
+    intercept_ : float or ndarray
+        The base's intercept, when it has one.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
 """
 
 
@@ -164,7 +190,36 @@ class CovariateShiftClassifier(ClassifierMixin, _CovariateShiftBase):
 CovariateShiftRegressor.__doc__ = (
     "Covariate-shift regression by MLE or maximum weighted likelihood (MWLE).\n"
     + _DOC_PARAMS.format(bases='"linear" (Gaussian), "poisson" (log link), "phase_retrieval" '
-                                '(y = (x^T b)^2 + noise, spectral start)'))
+                                '(y = (x^T b)^2 + noise, spectral start)')
+    + """
+    Examples
+    --------
+    >>> from probest.datasets import make_covariate_shift
+    >>> from probest.shift import CovariateShiftRegressor
+    >>> data = make_covariate_shift("B2", n=200, random_state=0)  # misspecified linear model
+    >>> est = CovariateShiftRegressor(estimator="auto", random_state=0)
+    >>> est = est.fit(data.X_source, data.y_source, X_target=data.X_target)
+    >>> est.estimator_used_, bool(est.auto_decision_["p_value"] < 0.05)
+    ('mwle', True)
+    >>> mle = CovariateShiftRegressor(estimator="mle").fit(data.X_source, data.y_source)
+    >>> bool(data.target_excess_risk(est) < data.target_excess_risk(mle))
+    True
+    >>> est.to_pyro(data.X_target[:5]).batch_shape
+    torch.Size([5])
+""")
 CovariateShiftClassifier.__doc__ = (
     "Covariate-shift classification by MLE or maximum weighted likelihood (MWLE).\n"
-    + _DOC_PARAMS.format(bases='"logistic" (binary or multinomial)'))
+    + _DOC_PARAMS.format(bases='"logistic" (binary or multinomial)')
+    + """    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+
+    Examples
+    --------
+    >>> from probest.datasets import make_covariate_shift
+    >>> from probest.shift import CovariateShiftClassifier
+    >>> data = make_covariate_shift("B3", n=200, random_state=0)  # well-specified logistic
+    >>> clf = CovariateShiftClassifier(estimator="mwle", random_state=0)
+    >>> clf = clf.fit(data.X_source, data.y_source, X_target=data.X_target)
+    >>> clf.estimator_used_, clf.classes_, clf.predict_proba(data.X_target[:2]).shape
+    ('mwle', array([0, 1]), (2, 2))
+""")

@@ -40,18 +40,58 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
     Parameters
     ----------
     fit_intercept : bool, default=True
+        Fit an intercept (unpenalised).
     alpha : float, default=0.0
         Ridge penalty ``alpha/2 ||coef||^2`` (0 = plain MLE).
-    max_iter, tol : Newton budget for the joint (coef, log sigma) Laplace fit.
-    device, dtype, verbose : see :class:`probest.base.TorchEstimator`.
+    max_iter : int, default=100
+        Newton budget for the joint ``(coef, log sigma)`` Laplace fit.
+    tol : float, default=1e-10
+        Stop when half the squared Newton decrement is below ``tol * max(1, |objective|)``.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default="cpu"
+        Torch device of the fit ("auto" picks CUDA when present).
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the objective, 2 also one line per Newton step.
 
     Attributes
     ----------
-    coef_, intercept_ : fitted coefficients.
-    sigma_ : MLE of the noise standard deviation (weighted).
-    covariance_ : inverse Hessian of the weighted negative log-likelihood over
+    coef_ : ndarray of shape (n_features,)
+        Fitted coefficients.
+    intercept_ : float
+        Fitted intercept (0.0 without ``fit_intercept``).
+    sigma_ : float
+        MLE of the noise standard deviation (weighted).
+    covariance_ : ndarray of shape (n_params, n_params)
+        Inverse Hessian of the weighted negative log-likelihood over
         ``(coef, intercept, log sigma)`` at the optimum (Laplace covariance).
-    theta_, loglik_, n_iter_, converged_, history_.
+    theta_ : ndarray
+        The flat fitted parameter vector (coefficients, intercept, log sigma).
+    loglik_ : float or None
+        Weighted log-likelihood at the optimum (None when ``alpha > 0``).
+    n_iter_ : int
+        Newton iterations run.
+    converged_ : bool
+        Whether the Newton decrement fell below ``tol``.
+    history_ : list of dict
+        Per-iteration objective and Newton decrement.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.shift import WeightedLinearRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(50, 2))
+    >>> y = 1.0 + X @ [2.0, -1.0] + 0.1 * rng.normal(size=50)
+    >>> est = WeightedLinearRegression().fit(X, y)
+    >>> est.coef_.round(1), round(est.intercept_, 1), est.converged_
+    (array([ 2., -1.]), 1.0, True)
+    >>> est.to_pyro(X[:5]).batch_shape  # Normal(y | x) for each row
+    torch.Size([5])
+    >>> sorted(est.to_arviz(n_draws=100, random_state=0).posterior.data_vars)
+    ['coef', 'intercept', 'sigma']
     """
     _spec = EstimatorSpec(outputs=("predict",))
 
@@ -137,11 +177,61 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
     the unpenalised MLE is identifiable.  Separable data have no finite MLE: set
     ``alpha > 0`` (a ``N(0, 1/alpha)`` prior) or expect a ``ConvergenceWarning``.
 
+    Parameters
+    ----------
+    fit_intercept : bool, default=True
+        Fit an intercept per logit (unpenalised).
+    alpha : float, default=0.0
+        Ridge penalty ``alpha/2 ||coef||^2`` (0 = plain MLE).
+    max_iter : int, default=100
+        Newton budget.
+    tol : float, default=1e-10
+        Stop when half the squared Newton decrement is below ``tol * max(1, |objective|)``.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default="cpu"
+        Torch device of the fit ("auto" picks CUDA when present).
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the objective, 2 also one line per Newton step.
+
     Attributes
     ----------
-    classes_ : labels; coef_ : ``(1, d)`` binary / ``(K-1, d)`` multinomial; intercept_;
-    covariance_ : Laplace covariance over ``(coef, intercept)``; theta_, loglik_, n_iter_,
-    converged_, history_.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (sorted).
+    coef_ : ndarray of shape (1, n_features) or (n_classes - 1, n_features)
+        Logit coefficients relative to the first class.
+    intercept_ : ndarray of shape (1,) or (n_classes - 1,)
+        Logit intercepts.
+    covariance_ : ndarray of shape (n_params, n_params)
+        Laplace covariance over ``(coef, intercept)``.
+    theta_ : ndarray
+        The flat fitted parameter vector (coefficients, intercept).
+    loglik_ : float or None
+        Weighted log-likelihood at the optimum (None when ``alpha > 0``).
+    n_iter_ : int
+        Newton iterations run.
+    converged_ : bool
+        Whether the Newton decrement fell below ``tol``.
+    history_ : list of dict
+        Per-iteration objective and Newton decrement.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.shift import WeightedLogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(50, 2))
+    >>> y = (X[:, 0] + 0.5 * rng.normal(size=50) > 0).astype(int)
+    >>> clf = WeightedLogisticRegression(alpha=1e-2).fit(X, y)
+    >>> clf.classes_, clf.coef_.shape
+    (array([0, 1]), (1, 2))
+    >>> clf.predict_proba(X[:2]).round(2)
+    array([[0.4 , 0.6 ],
+           [0.01, 0.99]])
+    >>> clf.to_pyro(X[:2]).sample().shape  # Categorical over class indices
+    torch.Size([2])
     """
     _spec = EstimatorSpec(outputs=("predict", "predict_proba", "decision_function"))
 
@@ -228,6 +318,55 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
 
     ``y_i ~ Poisson(exp(x_i^T coef + intercept))``; same Newton fit, Laplace covariance and
     ArviZ/Pyro hooks as :class:`WeightedLinearRegression`.  ``y`` must be non-negative.
+
+    Parameters
+    ----------
+    fit_intercept : bool, default=True
+        Fit an intercept (unpenalised).
+    alpha : float, default=0.0
+        Ridge penalty ``alpha/2 ||coef||^2`` (0 = plain MLE).
+    max_iter : int, default=100
+        Newton budget.
+    tol : float, default=1e-10
+        Stop when half the squared Newton decrement is below ``tol * max(1, |objective|)``.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default="cpu"
+        Torch device of the fit ("auto" picks CUDA when present).
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the objective, 2 also one line per Newton step.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+        Log-rate coefficients.
+    intercept_ : float
+        Log-rate intercept.
+    covariance_ : ndarray of shape (n_params, n_params)
+        Laplace covariance over ``(coef, intercept)``.
+    theta_ : ndarray
+        The flat fitted parameter vector (coefficients, intercept).
+    loglik_ : float or None
+        Weighted log-likelihood at the optimum (None when ``alpha > 0``).
+    n_iter_ : int
+        Newton iterations run.
+    converged_ : bool
+        Whether the Newton decrement fell below ``tol``.
+    history_ : list of dict
+        Per-iteration objective and Newton decrement.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.shift import WeightedPoissonRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2))
+    >>> counts = rng.poisson(np.exp(0.3 + X @ [0.5, -0.2]))
+    >>> est = WeightedPoissonRegression().fit(X, counts)
+    >>> est.coef_.round(2), round(est.intercept_, 2)  # truth: [0.5, -0.2] and 0.3
+    (array([ 0.55, -0.16]), 0.31)
     """
     _spec = EstimatorSpec(outputs=("predict",))
 

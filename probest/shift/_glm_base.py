@@ -298,6 +298,35 @@ def sandwich_covariance(model: _WeightedGLM, X, y, sample_weight=None, *,
     covariance of ``theta_``; the Laplace ``covariance_ = H^-1`` is only right for the
     unweighted, well-specified MLE.  ``fitted_weights=True`` says ``(X, y, sample_weight)``
     are exactly what the model was fitted on, so ``covariance_`` already is ``H^-1``.
+
+    Parameters
+    ----------
+    model : WeightedLinearRegression, WeightedLogisticRegression, ...
+        A fitted probest weighted GLM.
+    X : array-like of shape (n_samples, n_features)
+        Covariates.
+    y : array-like of shape (n_samples,)
+        Targets.
+    sample_weight : array-like of shape (n_samples,), optional
+        The weights ``w_i`` (default ones).
+    fitted_weights : bool, default=False
+        ``(X, y, sample_weight)`` are the fitted data (reuse ``covariance_``).
+
+    Returns
+    -------
+    ndarray of shape (n_params, n_params)
+        The sandwich covariance over ``theta_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.shift import WeightedLinearRegression, sandwich_covariance
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(50, 2))
+    >>> y = X @ [1.0, -1.0] + rng.normal(size=50)
+    >>> est = WeightedLinearRegression().fit(X, y)
+    >>> sandwich_covariance(est, X, y, fitted_weights=True).shape  # (coef, intercept, log sigma)
+    (4, 4)
     """
     if fitted_weights:
         G, Hinv = model._per_sample_grads(X, y), model.covariance_

@@ -59,11 +59,18 @@ def importance_weighted_cv(
 
     Parameters
     ----------
-    estimator : sklearn-compatible estimator (cloned per fold).
-    X, y : labelled source data.
+    estimator : estimator
+        A sklearn-compatible estimator (cloned per fold).
+    X : array-like of shape (n_samples, n_features)
+        Labelled source covariates.
+    y : array-like of shape (n_samples,)
+        Source labels.
     importance_weights : array, optional
-        ``w(x_i)`` for the source rows.  Otherwise estimated from ``X_target`` with
-        ``DensityRatioEstimator(density_ratio)`` (a method name or an estimator).
+        ``w(x_i)`` for the source rows.  Otherwise estimated from ``X_target``.
+    X_target : array-like of shape (n_target, n_features), optional
+        Unlabelled target covariates (when ``importance_weights`` is not given).
+    density_ratio : str or DensityRatioEstimator, default="logistic"
+        ``DensityRatioEstimator(density_ratio)`` (a method name) or an estimator (cloned).
     sample_weight : array, optional
         Per-row base weights (e.g. repetitions): every fit uses them, and they multiply the
         importance weights in the validation losses.
@@ -77,10 +84,24 @@ def importance_weighted_cv(
         Per-sample loss; callable ``loss(y_true, y_pred) -> array``.  Default
         "squared_error" for regressors, "log_loss" for classifiers.
 
+    random_state : None, int or Generator, default=0
+        Seeds the folds and the density-ratio fit.
+
     Returns
     -------
-    dict with ``"loss"`` (mean over folds of ``sum w_i l_i / sum w_i``), ``"fold_losses"``,
-    ``"std"`` and the ``"weights"`` used.
+    dict
+        ``"loss"`` (mean over folds of ``sum w_i l_i / sum w_i``), ``"fold_losses"``,
+        ``"std"`` and the ``"weights"`` used.
+
+    Examples
+    --------
+    >>> from probest.datasets import make_covariate_shift
+    >>> from probest.shift import WeightedLinearRegression, importance_weighted_cv
+    >>> data = make_covariate_shift("B2", n=200, random_state=0)
+    >>> res = importance_weighted_cv(WeightedLinearRegression(), data.X_source, data.y_source,
+    ...                              X_target=data.X_target, cv=3)
+    >>> sorted(res), len(res["fold_losses"])
+    (['fold_losses', 'loss', 'std', 'weights'], 3)
     """
     X = np.asarray(X)
     y = np.asarray(y)

@@ -21,7 +21,26 @@ from probest.shift._glm_base import _check_weights, _weighted_outer, _WeightedGL
 
 
 def sign_invariant_error(coef, coef_true) -> float:
-    """``min(||b_hat - b||, ||b_hat + b||)``: the error of a sign-ambiguous estimate."""
+    """``min(||b_hat - b||, ||b_hat + b||)``: the error of a sign-ambiguous estimate.
+
+    Parameters
+    ----------
+    coef : array-like of shape (n_features,)
+        The estimate.
+    coef_true : array-like of shape (n_features,)
+        The truth (its sign does not matter).
+
+    Returns
+    -------
+    float
+        The Euclidean distance to the nearer of ``coef_true`` and ``-coef_true``.
+
+    Examples
+    --------
+    >>> from probest.shift import sign_invariant_error
+    >>> round(sign_invariant_error([1.0, -2.0], [-1.0, 2.1]), 3)
+    0.1
+    """
     a, b = np.ravel(coef), np.ravel(coef_true)
     return float(min(np.linalg.norm(a - b), np.linalg.norm(a + b)))
 
@@ -33,16 +52,51 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
     ----------
     alpha : float, default=0.0
         Ridge penalty ``alpha/2 ||b||^2``.
-    max_iter, tol : Newton budget.
-    device, dtype, verbose : see :class:`probest.base.TorchEstimator`.
+    max_iter : int, default=100
+        Newton budget.
+    tol : float, default=1e-10
+        Stop when half the squared Newton decrement is below ``tol * max(1, |objective|)``.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default="cpu"
+        Torch device of the fit ("auto" picks CUDA when present).
+    dtype : {"float64", "float32"}, default="float64"
+        Floating dtype of the fit.
+    verbose : int, default=0
+        0 silent, 1 a progress bar with the objective, 2 also one line per Newton step.
 
     Attributes
     ----------
-    coef_ : ``(d,)`` estimate of ``b`` (sign fixed so its largest entry is positive).
-    sigma_ : MLE of the noise standard deviation.
-    spectral_init_ : the spectral starting point.
-    covariance_ : Laplace covariance over ``(b, log sigma)``.
-    theta_, loglik_, n_iter_, converged_, history_.
+    coef_ : ndarray of shape (n_features,)
+        Estimate of ``b`` (sign fixed so its largest-magnitude entry is positive).
+    sigma_ : float
+        MLE of the noise standard deviation.
+    spectral_init_ : ndarray of shape (n_features,)
+        The spectral starting point.
+    covariance_ : ndarray of shape (n_params, n_params)
+        Laplace covariance over ``(b, log sigma)``.
+    theta_ : ndarray
+        The flat fitted parameter vector (b, log sigma).
+    loglik_ : float or None
+        Weighted log-likelihood at the optimum (None when ``alpha > 0``).
+    n_iter_ : int
+        Newton iterations run.
+    converged_ : bool
+        Whether the Newton decrement fell below ``tol``.
+    history_ : list of dict
+        Per-iteration objective and Newton decrement.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.shift import PhaseRetrievalRegression, sign_invariant_error
+    >>> rng = np.random.default_rng(0)
+    >>> b = np.array([1.0, -0.5, 0.0])
+    >>> X = rng.normal(size=(200, 3))
+    >>> y = (X @ b) ** 2 + 0.1 * rng.normal(size=200)
+    >>> est = PhaseRetrievalRegression().fit(X, y)
+    >>> sign_invariant_error(est.coef_, b) < 0.05
+    True
     """
     _spec = EstimatorSpec(outputs=("predict",))
 

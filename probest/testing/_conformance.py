@@ -68,7 +68,41 @@ def _assert_outputs_equal(a: dict, b: dict, rtol: float, what: str) -> None:
 
 
 class EstimatorConformance:
-    """Checks every probest estimator must pass; pytest collects them on subclasses."""
+    """Checks every probest estimator must pass; pytest collects them on subclasses.
+
+    Subclass it once per estimator (the class name must start with ``Test``), returning a
+    tiny-budget estimator from ``make_estimator(**params)`` and small ``(X, y)`` from
+    ``make_data()``; every ``test_*`` method is then a pytest test.
+
+    Attributes
+    ----------
+    has_posterior : bool
+        Check ``to_arviz`` (switch off, with the reason, for point estimators).
+    has_pyro : bool
+        Check ``to_pyro`` inside a ``pyro.plate``.
+    supports_save : bool
+        Check the ``probest.save``/``probest.load`` round trip.
+    fit_kwargs : dict
+        Extra keyword arguments of ``fit`` (e.g. ``{"X_target": ...}``).
+    reproducibility_rtol : float
+        Tolerance of "identical" refits with the same ``random_state`` (0 = bitwise).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.shift import WeightedLinearRegression
+    >>> from probest.testing import EstimatorConformance
+    >>> class TestLinear(EstimatorConformance):
+    ...     has_posterior = False
+    ...     def make_estimator(self, **params):
+    ...         return WeightedLinearRegression(**params)
+    ...     def make_data(self):
+    ...         X = np.random.default_rng(0).normal(size=(30, 2))
+    ...         return X, X @ [1.0, -2.0]
+    >>> suite = TestLinear()  # pytest runs every test_* method; here two by hand
+    >>> suite.test_init_only_stores_params()
+    >>> suite.test_nan_and_inf_rejected()
+    """
 
     has_posterior: bool = True
     has_pyro: bool = True

@@ -11,7 +11,20 @@ import torch
 
 
 def global_rng_states() -> dict:
-    """Python ``random``, numpy's legacy global RandomState, torch CPU (and CUDA) states."""
+    """Python ``random``, numpy's legacy global RandomState, torch CPU (and CUDA) states.
+
+    Returns
+    -------
+    dict
+        ``{"python", "numpy", "torch"}`` state snapshots, plus ``"cuda"`` when CUDA is
+        initialised.
+
+    Examples
+    --------
+    >>> from probest.testing import global_rng_states
+    >>> {"python", "numpy", "torch"} <= set(global_rng_states())
+    True
+    """
     states = {
         "python": random.getstate(),
         "numpy": np.random.get_state(legacy=False),  # noqa: NPY002 (the global state is the point)
@@ -39,7 +52,28 @@ def _same(a: dict, b: dict) -> list[str]:
 
 @contextlib.contextmanager
 def assert_rng_untouched() -> Iterator[None]:
-    """Fail if the block changes any global RNG state."""
+    """Fail if the block changes any global RNG state.
+
+    A context manager: it snapshots :func:`global_rng_states` on entry and raises
+    ``AssertionError`` naming every generator that changed on exit.
+
+    Yields
+    ------
+    None
+
+    Examples
+    --------
+    >>> import random
+    >>> import numpy as np
+    >>> from probest.testing import assert_rng_untouched
+    >>> with assert_rng_untouched():
+    ...     _ = np.random.default_rng(0).normal()  # a local generator: fine
+    >>> with assert_rng_untouched():
+    ...     _ = random.random()
+    Traceback (most recent call last):
+    ...
+    AssertionError: global RNG state changed: python random
+    """
     before = global_rng_states()
     yield
     changed = _same(before, global_rng_states())

@@ -15,6 +15,31 @@ def sklearn_checks(
     ``expected_failed_checks`` maps a check name to the *reason* it cannot pass (or is a
     callable estimator -> such a dict).  Empty reasons are rejected: an expected failure
     without a reason is a bug report waiting to be lost.
+
+    Parameters
+    ----------
+    estimators : sequence of estimators
+        Tiny-budget instances to check.
+    expected_failed_checks : dict or callable, optional
+        ``{check name: reason}`` (reasons of at least 10 characters), or a function of the
+        estimator returning such a dict.
+
+    Returns
+    -------
+    pytest.MarkDecorator
+        A ``pytest.mark.parametrize`` decorator for ``test(estimator, check)``.
+
+    Examples
+    --------
+    >>> from probest.shift import WeightedLinearRegression
+    >>> from probest.testing import sklearn_checks
+    >>> mark = sklearn_checks([WeightedLinearRegression()])
+    >>> mark.name
+    'parametrize'
+    >>> sklearn_checks([WeightedLinearRegression()], {"check_fit2d_1sample": ""})
+    Traceback (most recent call last):
+    ...
+    ValueError: expected failure 'check_fit2d_1sample' of WeightedLinearRegression needs a written reason.
     """
     from sklearn.utils.estimator_checks import parametrize_with_checks
 
