@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -125,6 +126,29 @@ class ProbestEstimator(PersistMixin, BaseEstimator):
 
     _spec: ClassVar[EstimatorSpec] = EstimatorSpec()
     _constraints: ClassVar[dict[str, tuple]] = {}
+    #: fitted attributes that may legitimately hold inf/NaN (a subclass lists them, with the
+    #: reason in a comment); every other public fitted attribute is checked after ``fit``.
+    _nonfinite_ok: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every ``fit`` a subclass defines ends with the one finiteness check of the base
+        super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if callable(fit) and not getattr(fit, "_checks_finite", False):
+            cls.fit = _finite_fit(fit)
+
+    def _check_fitted_finite(self) -> None:
+        """Raise ``ValueError`` when a public fitted attribute (name ending in ``_``: arrays,
+        tensors, floats, nested lists/dicts of them, torch module parameters) holds inf or
+        NaN, unless the class lists it in ``_nonfinite_ok``."""
+        allowed = {n for k in type(self).__mro__ for n in vars(k).get("_nonfinite_ok", ())}
+        for key, value in vars(self).items():
+            if key.endswith("_") and not key.startswith("_") and key not in allowed:
+                if not _all_finite(value):
+                    raise ValueError(
+                        f"{type(self).__name__}.fit ended with a non-finite {key}: the inputs "
+                        "are outside what float64 can fit (extreme scales or degenerate rows). "
+                        "Rescale X (and y), e.g. with sklearn's StandardScaler.")
 
     def _validate_params(self) -> None:
         """Check every parameter against ``_constraints`` and the shared parameters
@@ -184,6 +208,38 @@ class ProbestEstimator(PersistMixin, BaseEstimator):
         )
 
     # persistence without pickle (probest.save/load): probest._persist.PersistMixin
+
+
+def _finite_fit(fit: Any) -> Any:
+    """``fit`` followed by :meth:`ProbestEstimator._check_fitted_finite`."""
+
+    @functools.wraps(fit)
+    def checked_fit(self, *args: Any, **kwargs: Any) -> Any:
+        out = fit(self, *args, **kwargs)
+        self._check_fitted_finite()
+        return out
+
+    checked_fit._checks_finite = True
+    return checked_fit
+
+
+def _all_finite(value: Any, depth: int = 0) -> bool:
+    """False when ``value`` (a float, array, tensor, module, or a list/tuple/dict of them)
+    holds inf or NaN; other values (ints, strings, fitted child estimators) count as finite."""
+    if isinstance(value, (float, np.floating, complex, np.complexfloating)):
+        return bool(np.isfinite(value))
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind not in "fc" or bool(np.isfinite(value).all())
+    if isinstance(value, torch.Tensor):
+        return not (value.is_floating_point() or value.is_complex()) or bool(
+            torch.isfinite(value.detach()).all())
+    if isinstance(value, torch.nn.Module):
+        return all(_all_finite(p) for p in value.parameters())
+    if depth < 4 and isinstance(value, (list, tuple)):
+        return all(_all_finite(v, depth + 1) for v in value)
+    if depth < 4 and isinstance(value, dict):
+        return all(_all_finite(v, depth + 1) for v in value.values())
+    return True
 
 
 @dataclasses.dataclass
@@ -349,6 +405,10 @@ class TorchEstimator(ProbestEstimator):
     >>> est.device_, est.dtype_, len(est.history_), est.mean_.tolist()
     (device(type='cpu'), torch.float64, 2, [2.0])
     """
+
+    #: ``history_`` records what each step logged, a -inf or NaN objective included (the
+    #: training loop reports and stops on a non-finite loss; the record stays honest).
+    _nonfinite_ok: ClassVar[tuple[str, ...]] = ("history_",)
 
     # --- fit scaffolding -------------------------------------------------------------
     @contextlib.contextmanager

@@ -5,7 +5,8 @@ absent overlap of source and target, and logistic MLEs that do not exist.
   overflow float64.  Such infinities are what made LAPACK's ``lstsq`` / ``pinv`` spin for
   ever (issue 10, defect 3), so they are refused before any linear algebra runs.
 * :func:`_check_finite_rows` turns predictions that overflow into a ``ValueError`` naming
-  the rows; :func:`_check_finite_fitted` makes sure a fit never ends in a non-finite state.
+  the rows (that a fit never ends in a non-finite state is checked once, in
+  :class:`probest.base.ProbestEstimator`).
 * :func:`_domain_auroc` is the held-out AUROC of a domain classifier (source vs target):
   near 1 means the samples do not overlap (:class:`NoOverlapWarning`).
 * :func:`_separated` solves a small linear program that decides whether classes are
@@ -119,20 +120,6 @@ def _check_finite_rows(values, *, owner: str, what: str, X=None) -> np.ndarray:
         f"{owner}.{what}: rows {_row_list(rows)} of X give non-finite values in float64"
         f"{size}; they lie too far outside the data the model was fitted on for it to be "
         "evaluated. Rescale X or drop these rows.")
-
-
-def _check_finite_fitted(est) -> None:
-    """A fit never ends with a non-finite fitted (array or scalar) attribute."""
-    for key, v in vars(est).items():
-        if not key.endswith("_") or key.startswith("_"):
-            continue
-        if isinstance(v, (float, np.floating)) or (isinstance(v, np.ndarray)
-                                                   and v.dtype.kind in "fc"):
-            if not np.all(np.isfinite(v)):
-                raise ValueError(
-                    f"{type(est).__name__}.fit ended with a non-finite {key}: the inputs are "
-                    "outside what float64 can fit (extreme scales or degenerate rows). Rescale "
-                    "X (and y), e.g. with sklearn's StandardScaler.")
 
 
 def _auroc(s_neg: np.ndarray, s_pos: np.ndarray) -> float:

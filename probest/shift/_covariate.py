@@ -41,7 +41,6 @@ from probest._validation import Interval, Options, check_sample_weight
 from probest.base import TorchEstimator
 from probest.shift._checks import (
     LowEffectiveSampleSizeWarning,
-    _check_finite_fitted,
     _check_finite_rows,
     _check_scale,
 )
@@ -197,7 +196,6 @@ class _CovariateShiftBase(TorchEstimator):
         self.n_iter_ = int(np.max(n_it)) if n_it is not None else len(self.history_)
         fit_w = w_fit if choice == "mwle" else base_w
         self._finish(X, y, Xt, base_w, fit_w, choice)
-        _check_finite_fitted(self)
         return self
 
     def _check_scales(self, X, y, Xt):

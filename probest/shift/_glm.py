@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.base import EstimatorSpec
-from probest.shift._checks import _check_finite_fitted, _check_finite_rows, _check_scale
+from probest.shift._checks import _check_finite_rows, _check_scale
 from probest.shift._glm_base import _check_weights, _weighted_outer, _WeightedGLM
 
 
@@ -152,7 +152,6 @@ class WeightedLinearRegression(RegressorMixin, _WeightedGLM):
         self.sigma_ = float(np.exp(self.theta_[-1]))
         self.coef_ = self.coef_[0]
         self.intercept_ = float(self.intercept_[0])
-        _check_finite_fitted(self)
         return self
 
     def predict(self, X):
@@ -263,7 +262,6 @@ class WeightedLogisticRegression(ClassifierMixin, _WeightedGLM):
             self._fit_theta(X, lambda: torch.tensor(y_idx, device=self.device_), w)
         finally:
             del self._y_idx
-        _check_finite_fitted(self)
         return self
 
     def _separated(self, X, w):
@@ -400,7 +398,6 @@ class WeightedPoissonRegression(RegressorMixin, _WeightedGLM):
             del self._ybar
         self.coef_ = self.coef_[0]
         self.intercept_ = float(self.intercept_[0])
-        _check_finite_fitted(self)
         return self
 
     def __sklearn_tags__(self):

@@ -16,7 +16,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest.base import EstimatorSpec
-from probest.shift._checks import _check_finite_fitted, _check_finite_rows, _check_scale
+from probest.shift._checks import _check_finite_rows, _check_scale
 from probest.shift._glm_base import _check_weights, _weighted_outer, _WeightedGLM
 
 
@@ -170,7 +170,6 @@ class PhaseRetrievalRegression(RegressorMixin, _WeightedGLM):
         self.coef_ = sign * coef
         self.intercept_ = 0.0
         self.sigma_ = float(np.exp(self.theta_[-1]))
-        _check_finite_fitted(self)
         return self
 
     def __sklearn_tags__(self):

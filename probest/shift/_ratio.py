@@ -39,7 +39,6 @@ from probest.base import EstimatorSpec, ProbestEstimator
 from probest.shift._checks import (
     _OVERLAP_AUROC,
     NoOverlapWarning,
-    _check_finite_fitted,
     _check_finite_rows,
     _check_scale,
     _domain_auroc,
@@ -259,7 +258,7 @@ class DensityRatioEstimator(ProbestEstimator):
     _fitted_attributes = (
         "method_", Fitted("center_", ndim=1, finite=True), Fitted("scale_", ndim=1, finite=True),
         "cv_scores_", "fit_time_", "alpha_", "centers_", "sigma_", "lam_", "logit_coef_",
-        "logit_intercept_", "log_prior_correction_", "source_weights_", "X_fit_")
+        "logit_intercept_", "log_prior_correction_", "source_weights_", "X_fit_", "overlap_auroc_")
 
     def __init__(
         self,
@@ -312,7 +311,6 @@ class DensityRatioEstimator(ProbestEstimator):
             self.X_fit_ = Xs
         self.method_ = self.method
         self.fit_time_ = time.perf_counter() - t0
-        _check_finite_fitted(self)
         return self
 
     def predict_log_ratio(self, X) -> np.ndarray:
