@@ -80,7 +80,7 @@ def _tabular_cases(classifier: bool, has_y: bool) -> dict[str, Case]:
     if classifier:
         cases["one class"] = lambda X, y, v, r, c: (X, np.full_like(y, y[0]))
         cases["string labels"] = lambda X, y, v, r, c: (X, np.where(y == y[0], "a", "b"))
-        cases["y set to value"] = lambda X, y, v, r, c: (X, _set(np.asarray(y)[:, None], r, 0, v)[:, 0])
+        cases["continuous y"] = lambda X, y, v, r, c: (X, np.asarray(y) + 0.5 * np.arange(len(y)))
     elif has_y:
         cases["y set to value"] = lambda X, y, v, r, c: (X, _set(np.asarray(y)[:, None], r, 0, v)[:, 0])
         cases["y times 1e150"] = lambda X, y, v, r, c: (X, np.asarray(y, dtype=float) * 1e150)

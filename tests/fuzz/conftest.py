@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 _COMMON = dict(deadline=None, database=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.differing_executors])
-settings.register_profile("fast", max_examples=4, derandomize=True, **_COMMON)
+settings.register_profile("fast", max_examples=2, derandomize=True, **_COMMON)
 settings.register_profile("slow", max_examples=200, derandomize=False, **_COMMON)
 
 

@@ -12,11 +12,14 @@ Profiles (tests/fuzz/conftest.py): ``fast`` (default, bounded and derandomised) 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone, is_classifier
+from sklearn.exceptions import ConvergenceWarning
 
 import probest
 from probest.testing._fuzz import EXTREMES, fit_cases, predict_cases, run_case
@@ -73,8 +76,8 @@ BUDGET = {
     "FlowMatchingEstimator": (dict(hidden=(8,), solver="euler", n_steps=4, n_probes=2, **_FLOW),
                               _dens, {}),
     "GaussianMixture": (dict(n_components=2, max_iter=20, device="cpu", random_state=0), _dens, {}),
-    "GaussianProcessClassifier": (dict(max_iter=10, random_state=0), _clf, {}),
-    "GaussianProcessRegressor": (dict(max_iter=10, random_state=0), _reg, {}),
+    "GaussianProcessClassifier": (dict(max_iter=30, random_state=0), _clf, {}),
+    "GaussianProcessRegressor": (dict(max_iter=30, random_state=0), _reg, {}),
     "PhaseRetrievalRegression": (dict(alpha=1.0, max_iter=30), _phase, {}),
     "WeightedLinearRegression": (dict(max_iter=30), _reg, {}),
     "WeightedLogisticRegression": (dict(alpha=1.0, max_iter=30), _clf, {}),
@@ -84,7 +87,32 @@ BUDGET = {
 ESTIMATORS = dict(probest.all_estimators())
 
 #: cases of flows/mixture that fail until branch h10-flowrel is merged: {(name, case): why}
-H10 = {}
+#: (a predict case is named "predict <case>")
+_H10_FIT_GMM = "1e300 entries overflow in the E-step (RuntimeWarning), not a clear error"
+_H10_FIT_NSF = "extreme columns surface torch's linalg.cholesky error"
+_H10_FIT_FM = "extreme columns surface torch's 'invalid multinomial distribution'"
+_H10_PRED_GMM = "predict_proba gives NaN on a 1e300 row"
+_H10_PRED_FLOW = "score_samples gives NaN on a 1e300 / 1e150-scaled row"
+H10: dict[tuple[str, str], str] = {
+    ("FedGMMClassifier", "value in one client"): _H10_FIT_GMM,
+    ("FederatedGaussianMixture", "value in one client"): _H10_FIT_GMM,
+    ("GaussianMixture", "entry set to value"): _H10_FIT_GMM,
+    ("GaussianMixture", "huge finite column"): _H10_FIT_GMM,
+    **{("FlowDensityEstimator", c): _H10_FIT_NSF
+       for c in ("column times 1e150", "entry set to value", "huge finite column")},
+    **{("FlowMatchingEstimator", c): _H10_FIT_FM
+       for c in ("column times 1e150", "entry set to value", "huge finite column")},
+    **{(n, "predict entry set to value"): _H10_PRED_GMM
+       for n in ("FedGMMClassifier", "FederatedGaussianMixture", "GaussianMixture")},
+    **{(n, f"predict {c}"): _H10_PRED_FLOW for n in ("FlowDensityEstimator", "FlowMatchingEstimator")
+       for c in ("entry set to value", "row times 1e150")},
+    **{(n, f"sample({k})"): "sample(-1)/sample(0): one behaviour, in probest's words"
+       for n in ("AutoregressiveDLMEstimator", "FlowDensityEstimator", "FlowMatchingEstimator",
+                 "GaussianMixture", "FederatedGaussianMixture") for k in (-1, 0)},
+}
+
+#: cases still failing outside flows/mixture (listed in the report of H9): {(name, case): why}
+OPEN: dict[tuple[str, str], str] = {}
 
 
 def test_budget_covers_every_estimator():
@@ -106,86 +134,112 @@ def _outputs(est, spec, X):
     return tuple(np.asarray(getattr(est, m)(Xe)) for m in spec.outputs)
 
 
-def _xfail(request, name, case):
-    why = H10.get((name, case))
-    if why:
-        request.applymarker(pytest.mark.xfail(strict=False, reason=f"fixed on branch h10-flowrel: {why}"))
+def _fit_clean(name):
+    """The estimator fitted on its clean data (once per session)."""
+    if name not in _FITTED:
+        est, X0, y0, fit_kw, spec = _setup(name)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            est.fit(X0, **({} if y0 is None else {"y": y0}), **fit_kw)
+        _FITTED[name] = est, X0, y0, spec
+    return _FITTED[name]
 
 
-def _with_examples(cases):
-    def deco(fn):
-        for c in sorted(cases):
-            fn = example(case=c, value=np.nan, row=1, col=0)(fn)
-            fn = example(case=c, value=1e300, row=2, col=1)(fn)
-        return fn
-    return deco
+_FITTED: dict = {}
 
 
-_ALL_FIT = sorted({c for k in ("tabular", "clients") for clf in (True, False) for hy in (True, False)
-                   for c in fit_cases(k, clf, hy)})
+def _mark(name, case):
+    why = H10.get((name, case)) or OPEN.get((name, case))
+    if why is None:
+        return ()
+    prefix = "fixed on branch h10-flowrel" if (name, case) in H10 else "open"
+    return (pytest.mark.xfail(strict=False, reason=f"{prefix}: {why}"),)
 
 
-@pytest.mark.timeout(600, method="thread")
-@pytest.mark.parametrize("name", sorted(BUDGET))
-def test_fit_contract(name, request):
+def _fit_params():
+    out = []
+    for name in sorted(BUDGET):
+        est, _, y0, _, spec = _setup(name)
+        for case in sorted(fit_cases(spec.input_kind, is_classifier(est), y0 is not None)):
+            out.append(pytest.param(name, case, id=f"{name}-{case}", marks=_mark(name, case)))
+    return out
+
+
+def _predict_params():
+    return [pytest.param(name, case, id=f"{name}-{case}", marks=_mark(name, f"predict {case}"))
+            for name in sorted(BUDGET) for case in sorted(predict_cases())]
+
+
+_DRAW = dict(value=st.sampled_from(EXTREMES), row=st.integers(0, 9), col=st.integers(0, 2))
+
+
+@pytest.mark.timeout(300, method="thread")
+@pytest.mark.parametrize(("name", "case"), _fit_params())
+def test_fit_contract(name, case):
     est0, X0, y0, fit_kw, spec = _setup(name)
-    cases = fit_cases(spec.input_kind, is_classifier(est0), y0 is not None)
+    build = fit_cases(spec.input_kind, is_classifier(est0), y0 is not None)[case]
 
     @settings(database=None)
-    @_with_examples(cases)
-    @given(case=st.sampled_from(sorted(cases)), value=st.sampled_from(EXTREMES),
-           row=st.integers(0, 9), col=st.integers(0, 2))
-    def check(case, value, row, col):
-        X, y = cases[case](X0, y0, value, row, col)
+    @example(value=np.nan, row=1, col=0)
+    @example(value=1e300, row=2, col=1)
+    @given(**_DRAW)
+    def check(value, row, col):
+        X, y = build(X0, y0, value, row, col)
         est = clone(est0)
-        kw = dict(fit_kw)
 
         def call():
-            est.fit(X, **({} if y is None else {"y": y}), **kw)
+            est.fit(X, **({} if y is None else {"y": y}), **fit_kw)
             return _outputs(est, spec, X0)
 
         run_case(name, f"fit on {case!r} (value={value}, row={row}, col={col})", call, fitted=est)
 
-    for key in H10:
-        if key[0] == name:
-            _xfail(request, *key)
     check()
 
 
-@pytest.mark.timeout(600, method="thread")
-@pytest.mark.parametrize("name", sorted(BUDGET))
-def test_predict_contract(name, request):
-    est, X0, y0, fit_kw, spec = _setup(name)
-    est.fit(X0, **({} if y0 is None else {"y": y0}), **fit_kw)
+@pytest.mark.timeout(300, method="thread")
+@pytest.mark.parametrize(("name", "case"), _predict_params())
+def test_predict_contract(name, case):
+    est, X0, y0, spec = _fit_clean(name)
     if spec.transductive:
         pytest.skip("a clusterer has no method that labels new data")
     Xe = KINDS[spec.input_kind].eval_input(X0)
-    cases = predict_cases()
+    build = predict_cases()[case]
 
     @settings(database=None)
-    @_with_examples(cases)
-    @given(case=st.sampled_from(sorted(cases)), value=st.sampled_from(EXTREMES),
-           row=st.integers(0, 9), col=st.integers(0, 2))
-    def check(case, value, row, col):
-        X = cases[case](Xe, value, row, col)
+    @example(value=np.nan, row=1, col=0)
+    @example(value=1e300, row=2, col=1)
+    @given(**_DRAW)
+    def check(value, row, col):
+        X = build(Xe, value, row, col)
         for method in spec.outputs:
             run_case(name, f"{method} on {case!r} (value={value}, row={row}, col={col})",
                      lambda m=method: getattr(est, m)(X))
 
-    for key in H10:
-        if key[0] == name and key[1].startswith("predict"):
-            _xfail(request, *key)
     check()
 
 
 @pytest.mark.parametrize("name", sorted(BUDGET))
 def test_score_with_unknown_or_string_labels(name):
     """``score`` with labels never seen in fit: a clear error or a finite number."""
-    est, X0, y0, fit_kw, spec = _setup(name)
+    est, X0, y0, spec = _fit_clean(name)
     if y0 is None or not hasattr(est, "score"):
         pytest.skip("no supervised score")
-    est.fit(X0, y=y0, **fit_kw)
     Xe, ye = KINDS[spec.input_kind].eval_input(X0), KINDS[spec.input_kind].eval_target(y0)
     for label, yb in (("unknown labels", np.where(ye == ye[0], 99, ye)),
                       ("string labels", np.asarray(ye).astype(str))):
         run_case(name, f"score with {label}", lambda yb=yb: np.asarray(est.score(Xe, yb), float))
+
+
+def _sample_params():
+    return [pytest.param(name, k, id=f"{name}-sample({k})", marks=_mark(name, f"sample({k})"))
+            for name in sorted(BUDGET) if hasattr(ESTIMATORS[name], "sample") for k in (-1, 0)]
+
+
+@pytest.mark.timeout(120, method="thread")
+@pytest.mark.parametrize(("name", "n"), _sample_params())
+def test_sample_counts(name, n):
+    """``sample(n)`` for n < 1: a clear ValueError naming n_samples (one behaviour everywhere)."""
+    est = _fit_clean(name)[0]
+    assert run_case(name, f"sample({n})", lambda: est.sample(n)) == "error"
+    with pytest.raises(ValueError, match="n_samples"):
+        est.sample(n)
