@@ -8,6 +8,7 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _COMMON = dict(deadline=None, database=None, print_blob=True,
@@ -21,6 +22,15 @@ def pytest_configure(config):
     markexpr = config.getoption("-m") or ""
     default = "slow" if "slow" in markexpr else "fast"
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", default))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    # `pytest -m slow tests/fuzz` selects the whole suite (under the slow profile)
+    if "slow" in (config.getoption("-m") or ""):
+        for item in items:
+            if "tests/fuzz/" in item.nodeid:
+                item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter):
