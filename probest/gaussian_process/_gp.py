@@ -29,9 +29,9 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from probest._torch import move_to
 from probest.gaussian_process import _engine as E
+from probest.gaussian_process._guards import THETA_BOUND, linalg_error
 
 KINDS = ("ep", "elbo", "laplace")
-THETA_BOUND = math.log(1e5)
 DEFAULT_KIND = {"laplace": "laplace", "ep": "ep", "vi": "elbo", "hybrid": "ep"}
 
 
@@ -237,8 +237,6 @@ class GPFit:
                 self._fit_alternating(kind, progress)
             self.finalize()
         except torch.linalg.LinAlgError as err:  # torch's words -> probest's (_guards)
-            from probest.gaussian_process._guards import linalg_error
-
             raise linalg_error(self.mode) from err
         if not self.converged:
             warnings.warn(

@@ -20,7 +20,8 @@ import warnings
 import numpy as np
 import torch
 
-from probest.gaussian_process._gp import THETA_BOUND
+#: hyperparameters (log lengthscale, log output scale, ...) are kept in [-THETA_BOUND, THETA_BOUND]
+THETA_BOUND = math.log(1e5)
 
 _MIN_LENGTHSCALE = math.exp(-THETA_BOUND)
 _BOUND_TOL = 1e-4  # on the log scale: a hyperparameter this close to its bound is on it

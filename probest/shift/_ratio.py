@@ -259,7 +259,7 @@ class DensityRatioEstimator(ProbestEstimator):
     _fitted_attributes = (
         "method_", Fitted("center_", ndim=1, finite=True), Fitted("scale_", ndim=1, finite=True),
         "cv_scores_", "fit_time_", "alpha_", "centers_", "sigma_", "lam_", "logit_coef_",
-        "logit_intercept_", "log_prior_correction_", "source_weights_", "X_fit_")
+        "logit_intercept_", "log_prior_correction_", "source_weights_", "X_fit_", "overlap_auroc_")
 
     def __init__(
         self,
