@@ -234,10 +234,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
         # a full-covariance Gaussian on the preprocessed data: a bar every flow should clear
         z, ld = self.preprocessor_(sub)
         zc = z - z.mean(0)
-        eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
-        cov, jitter = zc.T @ zc / len(z) + 1e-6 * eye, 1e-6
-        while bool(torch.linalg.cholesky_ex(cov)[1] != 0) and jitter < 1.0:
-            cov, jitter = cov + 9 * jitter * eye, 10 * jitter  # collinear columns in float32
+        cov = zc.T @ zc / len(z) + 1e-6 * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
         mvn = torch.distributions.MultivariateNormal(z.mean(0), covariance_matrix=cov)
         self.reference_gaussian_nll_ = float(-(mvn.log_prob(z) + ld).mean())
         if self.objective != "mle" and not self.train_nll_ <= self.reference_gaussian_nll_ + 0.5:
