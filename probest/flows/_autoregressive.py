@@ -150,7 +150,7 @@ class AutoregressiveDLMEstimator(DensityMixin, FlowEstimator):
                 "continuous data."
             )
         if X.max() >= levels:
-            raise ValueError(f"X has the value {X.max():.15g} >= n_levels={levels}; raise n_levels.")
+            raise ValueError(f"X has the value {X.max():.15g} >= n_levels={levels:.15g}; raise n_levels.")
 
     def fit(self, X, y=None, sample_weight=None):
         """Maximum likelihood by Adam on minibatches."""

@@ -22,6 +22,14 @@ class DegenerateDataWarning(ConvergenceWarning):
     """A column of ``X`` is constant: a continuous density has no maximum-likelihood fit
     there (the likelihood grows without bound as the flow concentrates on the value), so
     ``converged_`` is set to False.  Drop the column, add noise, or dequantize integer data.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sklearn.exceptions import ConvergenceWarning
+    >>> from probest.flows import DegenerateDataWarning
+    >>> issubclass(DegenerateDataWarning, ConvergenceWarning)
+    True
     """
 
 
@@ -134,7 +142,7 @@ def check_dequantization(X: np.ndarray, dequantize: str | None, n_levels: int | 
         raise ValueError("dequantize expects non-negative integer levels 0 .. n_levels-1.")
     levels = int(X.max()) + 1 if n_levels is None else int(n_levels)
     if X.max() >= levels:
-        raise ValueError(f"X has the value {X.max():.15g} >= n_levels={levels}; raise n_levels.")
+        raise ValueError(f"X has the value {X.max():.15g} >= n_levels={levels:.15g}; raise n_levels.")
     return levels
 
 

@@ -166,3 +166,11 @@ def test_dequantized_constant_column_is_not_degenerate():
 
 def test_ordinary_fit_still_converges(fitted):
     assert fitted["density"].converged_ is True and fitted["matching"].converged_ is True
+
+
+def test_dlm_fit_names_huge_levels_briefly():
+    X = np.random.default_rng(0).integers(0, 4, size=(20, 2)).astype(float)
+    X[0, 0] = 1e300
+    with pytest.raises(ValueError, match=r"the value 1e\+300 >= n_levels=1e\+300; raise") as err:
+        AutoregressiveDLMEstimator(max_iter=1, device="cpu").fit(X)
+    assert len(str(err.value)) < 200
