@@ -208,3 +208,84 @@ def check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
         raise ValueError("sample_weight is zero for every sample (it sums to zero): at least "
                          "one row needs a positive weight.")
     return w
+
+
+# --- sampling sizes, input scales and finite outputs (issue 10, defects 5 and 7) ---------
+
+def check_n_samples(n_samples: Any) -> int:
+    """``n_samples`` of a ``sample`` method as an int >= 1 (scikit-learn's rule for
+    ``GaussianMixture.sample``); anything else raises ``ValueError``."""
+    if (isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, numbers.Integral)
+            or n_samples < 1):
+        raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires "
+                         "at least one sample: pass an int >= 1.")
+    return int(n_samples)
+
+
+#: headroom kept below a float type's maximum by :func:`check_scale` (per item size in bytes):
+#: float64 keeps 10 of its 308 decades, float32 1 of its 38.
+_HEADROOM = {8: 1e10, 4: 10.0, 2: 2.0}
+
+
+def _finfo_max(dtype: Any) -> tuple[float, int, str]:
+    name = str(dtype).replace("torch.", "")
+    if name == "bfloat16":
+        return 3.3895313892515355e38, 2, name
+    info = np.finfo(np.dtype(name))
+    return float(info.max), int(info.bits // 8), name
+
+
+def _rows(rows: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:limit])
+    return f"[{shown}]" + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def check_scale(X: np.ndarray, *, owner: str, dtype: Any = "float64", name: str = "X",
+                n_rows: int | None = None) -> None:
+    """Raise ``ValueError`` when entries of the 2-D ``X`` are so large that the squared
+    distances and variances a fit sums over rows and features overflow ``dtype``.
+
+    The bound is ``sqrt(max(dtype) / (headroom * n_rows * n_features))``; the error names
+    the offending rows and says to rescale.  ``n_rows`` is the number of rows summed over
+    when ``X`` is one part (a client) of the data.
+    """
+    X = np.asarray(X)
+    if X.size == 0:
+        return
+    fmax, size, dname = _finfo_max(dtype)
+    n = X.shape[0] if n_rows is None else max(int(n_rows), X.shape[0])
+    d = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
+    limit = float(np.sqrt(fmax / (_HEADROOM.get(size, 10.0) * n * d)))
+    with np.errstate(invalid="ignore"):
+        big = np.abs(X.reshape(X.shape[0], -1)) > limit
+    if not big.any():
+        return
+    rows = np.flatnonzero(big.any(axis=1))
+    raise ValueError(
+        f"{owner}: {name} has entries up to {float(np.nanmax(np.abs(X))):.3g} (rows "
+        f"{_rows(rows)}); squared distances and variances over {n} rows overflow {dname} "
+        f"beyond |{name}| = {limit:.3g}. Rescale {name} (e.g. sklearn's StandardScaler) or "
+        "drop these rows.")
+
+
+def check_finite_rows(values: Any, *, owner: str, what: str, X: Any = None,
+                      allow_neg_inf: bool = False) -> np.ndarray:
+    """``values`` (first axis = rows of ``X``) when every row is finite, else ``ValueError``
+    naming the rows.  ``allow_neg_inf`` accepts ``-inf`` (a log density of exactly zero)."""
+    v = np.asarray(values)
+    if v.dtype.kind not in "fc" or v.size == 0:
+        return values
+    flat = v.reshape(len(v), -1)
+    ok = np.isfinite(flat) | (allow_neg_inf & np.isneginf(flat))
+    bad = ~ok.all(axis=1)
+    if not bad.any():
+        return values
+    rows = np.flatnonzero(bad)
+    size = ""
+    if X is not None:
+        with np.errstate(invalid="ignore"):
+            size = f" (|x| up to {float(np.nanmax(np.abs(np.asarray(X, float)[rows]))):.3g} there)"
+    raise ValueError(
+        f"{owner}.{what}: rows {_rows(rows)} of X give non-finite values{size}; they lie too "
+        "far outside the data the model was fitted on to be evaluated in floating point. "
+        "Rescale X as the training data were scaled, or drop these rows.")

@@ -65,6 +65,33 @@ class EstimatorSpec:
     declares ``outputs=("fit_predict",)``: a transductive output read from ``labels_``
     after ``fit`` (it has no method that labels new data).  :mod:`probest.testing` reads
     the spec to choose its inputs, bad inputs and the methods it compares.
+
+    Parameters
+    ----------
+    input_kind : {"tabular", "clients", "text", "events"}, default="tabular"
+        What ``fit`` takes (see :data:`INPUT_KINDS`).
+    outputs : tuple of str, default=()
+        The deterministic output methods (``("fit_predict",)`` for a clusterer).
+    also_accepts : tuple of str, default=()
+        Further input kinds ``fit`` takes.
+
+    Attributes
+    ----------
+    transductive : bool
+        True for a clusterer (its only output is ``fit_predict``, read from ``labels_``).
+
+    Examples
+    --------
+    >>> from probest.base import EstimatorSpec
+    >>> from probest.mixture import FederatedGaussianMixture
+    >>> FederatedGaussianMixture._spec.input_kind, FederatedGaussianMixture._spec.also_accepts
+    ('clients', ('tabular',))
+    >>> EstimatorSpec(outputs=("fit_predict",)).transductive
+    True
+    >>> EstimatorSpec(input_kind="images")
+    Traceback (most recent call last):
+    ...
+    ValueError: input kind 'images' is not one of ('tabular', 'clients', 'text', 'events').
     """
 
     input_kind: str = "tabular"

@@ -164,7 +164,21 @@ class EstimatorDistribution(TorchDistribution):
         integer data.
     batch_shape : tuple
         Usually ``()``; :meth:`expand` (used by ``pyro.plate``) sets it.
+    validate_args : None
+        Accepted for torch's ``Distribution`` signature; argument validation is off (the
+        closures check their own inputs).
 
+    Attributes
+    ----------
+    module : torch.nn.Module or None
+        The module the density depends on, as given.
+    has_rsample : bool
+        Whether :meth:`rsample` is available.
+    support : torch.distributions.constraints.Constraint
+        The support, as given.
+
+    Notes
+    -----
     ``log_prob(value)`` takes ``value`` of shape ``(..., event_dim)`` and returns shape
     ``broadcast(value.shape[:-1], batch_shape)``; ``sample(shape)`` (no gradients) and
     ``rsample(shape)`` return ``shape + batch_shape + (event_dim,)``.

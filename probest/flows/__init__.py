@@ -9,7 +9,8 @@
   :class:`AutoregressiveDLMEstimator`, a MADE over integer data using it.
 
 Every estimator's ``to_pyro(frozen=...)`` is a Pyro distribution with
-``event_shape == (n_features,)``.  Submodules import lazily (PEP 562): ``import probest.flows``
+``event_shape == (n_features,)``.  :class:`DegenerateDataWarning` flags constant columns
+(a continuous density does not exist there).  Submodules import lazily (PEP 562): ``import probest.flows``
 does not import zuko, POT or torchdiffeq.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from probest._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
+    "DegenerateDataWarning": "_preprocess",
     "DiscretizedLogisticMixture": "_dlm",
     "FlowDensityEstimator": "_density",
     "FlowMatchingEstimator": "_matching",

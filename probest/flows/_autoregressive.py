@@ -13,7 +13,7 @@ from torch.distributions import constraints
 
 from probest._torch import draw_seed, seeded
 from probest._train import autocast, train
-from probest._validation import check_sample_weight
+from probest._validation import check_n_samples, check_sample_weight
 from probest.base import EstimatorSpec
 from probest.compose import EstimatorDistribution, register_module
 from probest.flows._base import FlowEstimator
@@ -150,7 +150,7 @@ class AutoregressiveDLMEstimator(DensityMixin, FlowEstimator):
                 "continuous data."
             )
         if X.max() >= levels:
-            raise ValueError(f"X has the value {int(X.max())} >= n_levels={levels}; raise n_levels.")
+            raise ValueError(f"X has the value {X.max():.15g} >= n_levels={levels:.15g}; raise n_levels.")
 
     def fit(self, X, y=None, sample_weight=None):
         """Maximum likelihood by Adam on minibatches."""
@@ -198,11 +198,13 @@ class AutoregressiveDLMEstimator(DensityMixin, FlowEstimator):
         return float(-self.score(X) / (self.n_features_in_ * _LN2))
 
     def sample(self, n_samples=1, random_state=None) -> np.ndarray:
-        """Integer-valued draws (``D`` sequential passes)."""
+        """Integer-valued draws (``D`` sequential passes); ``n_samples`` must be an int >= 1
+        (``ValueError`` otherwise)."""
         check_is_fitted(self, "model_")
+        n_samples = check_n_samples(n_samples)
         seed = draw_seed(self.random_state if random_state is None else random_state)
         with seeded(seed, self.device_):
-            return self.model_.sample(int(n_samples)).cpu().numpy().astype(np.float64)
+            return self.model_.sample(n_samples).cpu().numpy().astype(np.float64)
 
     def to_pyro(self, frozen: bool = True, name: str = "made_dlm") -> EstimatorDistribution:
         """A Pyro distribution over integer vectors (``event_shape == (n_features,)``)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from probest._train import BatchSampler, TrainConfig, TrainResult
+from probest._validation import check_finite_rows, check_scale
 from probest.base import FitContext, TorchEstimator
 
 
@@ -28,6 +29,18 @@ class FlowEstimator(TorchEstimator):
         w = None if weights is None else self._tensor(weights)
         return BatchSampler(n, self.batch_size, w, ctx.generator, self.device_)
 
-    def _record_training(self, result: TrainResult) -> None:
-        self.converged_ = result.converged
+    def _record_training(self, result: TrainResult, degenerate: bool = False) -> None:
+        """``converged_`` is False when the loss became non-finite or the data are
+        degenerate (constant columns: the likelihood has no maximum)."""
+        self.converged_ = bool(result.converged) and not degenerate
         self.n_iter_ = int(result.n_iter)
+
+    def _check_scale(self, X: np.ndarray) -> None:
+        """Inputs whose squares overflow the fit dtype are refused in probest's words (they
+        became ``inf`` in the tensors and surfaced as torch's Cholesky/multinomial errors)."""
+        check_scale(X, owner=type(self).__name__, dtype=self.dtype_)
+
+    def _finite(self, values: np.ndarray, what: str, X, allow_neg_inf: bool = False):
+        """``values`` if every row is finite, else a ``ValueError`` naming the rows."""
+        return check_finite_rows(values, owner=type(self).__name__, what=what, X=X,
+                                 allow_neg_inf=allow_neg_inf)

@@ -12,13 +12,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
 from probest._train import autocast, train
-from probest._validation import Interval, Options, check_sample_weight
+from probest._validation import Interval, Options, check_n_samples, check_sample_weight
 from probest.base import EstimatorSpec
 from probest.compose import EstimatorDistribution, register_module
 from probest.flows import _ebflow
 from probest.flows._base import FlowEstimator
 from probest.flows._models import FLOWS, OBJECTIVES, build_model
-from probest.flows._preprocess import Preprocessor, check_dequantization, dequantization_noise
+from probest.flows._preprocess import (
+    Preprocessor,
+    check_degenerate,
+    check_dequantization,
+    dequantization_noise,
+)
 
 _LN2 = math.log(2.0)
 
@@ -107,6 +112,16 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
     dtype_ : torch.dtype
         Dtype of the fit.
 
+    Notes
+    -----
+    Degenerate data: all rows identical raise ``ValueError``; constant columns warn with
+    :class:`~probest.flows.DegenerateDataWarning` (a ``ConvergenceWarning``) and set
+    ``converged_ = False`` (not with ``dequantize``, whose noise fills them).  Entries so
+    large that their squares overflow the fit ``dtype`` raise ``ValueError`` at ``fit``;
+    rows whose outputs are not finite (far outside the training data) raise ``ValueError``
+    naming them (``-inf`` is returned, exactly, outside the support of
+    ``preprocess="logit"``).
+
     Examples
     --------
     >>> import numpy as np
@@ -165,7 +180,10 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         w = check_sample_weight(sample_weight, X.shape[0])
         self.n_levels_ = check_dequantization(X, self.dequantize, self.n_levels)
+        # dequantization noise makes constant columns continuous: nothing degenerate then
+        const = [] if self.dequantize else check_degenerate(X, w, type(self).__name__)
         with self._fit_context() as ctx:
+            self._check_scale(X)
             Xt = self._tensor(X)
             deq_levels = self.n_levels_ if self.dequantize else None
             ref = Xt + 0.5 if self.dequantize else Xt
@@ -178,7 +196,7 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
             loss_fn = self._loss_fn(Xt, draw, ctx.generator)
             result = train(self, self.model_, loss_fn, self._train_config(),
                            desc=f"{self.flow}/{self.objective}")
-            self._record_training(result)
+            self._record_training(result, degenerate=len(const) > 0)
             self._after_fit(Xt, ctx.generator)
         return self
 
@@ -252,7 +270,9 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
         """
         x = self._validated(X)
         with torch.no_grad():
-            return self._log_prob(x).cpu().numpy().astype(np.float64)
+            lp = self._log_prob(x).cpu().numpy().astype(np.float64)
+        # -inf is exact outside the bounded support of preprocess="logit"; NaN/overflow is not
+        return self._finite(lp, "score_samples", X, allow_neg_inf=self.preprocess == "logit")
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample (nats)."""
@@ -272,18 +292,22 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
             x = x + u
         with torch.no_grad():
             lp = self._log_prob(x) - logq
+        self._finite(lp.cpu().numpy(), "bits_per_dim", X, allow_neg_inf=self.preprocess == "logit")
         return float(-lp.mean() / (x.shape[1] * _LN2))
 
     def transform(self, X) -> np.ndarray:
         """Latent (standard-normal) coordinates of ``X``."""
         x = self._validated(X)
         with torch.no_grad():
-            return self.model_.transform(self.preprocessor_(x)[0]).cpu().numpy().astype(np.float64)
+            z = self.model_.transform(self.preprocessor_(x)[0]).cpu().numpy().astype(np.float64)
+        return self._finite(z, "transform", X)
 
     def sample(self, n_samples=1, random_state=None) -> np.ndarray:
         """``n_samples`` draws (original units; dequantized models give continuous values —
-        ``np.floor`` them for integer levels).  ``random_state`` defaults to the estimator's."""
+        ``np.floor`` them for integer levels).  ``random_state`` defaults to the estimator's.
+        ``n_samples`` must be an int >= 1 (``ValueError`` otherwise), as everywhere in probest."""
         check_is_fitted(self, "model_")
+        n_samples = check_n_samples(n_samples)
         seed = draw_seed(self.random_state if random_state is None else random_state)
         with seeded(seed, self.device_), torch.no_grad():
             z = self.model_.sample(int(n_samples))

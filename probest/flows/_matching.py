@@ -9,12 +9,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._torch import draw_seed, seeded
 from probest._train import autocast, train
-from probest._validation import Interval, Options, check_sample_weight
+from probest._validation import Interval, Options, check_n_samples, check_sample_weight
 from probest.base import EstimatorSpec
 from probest.compose import EstimatorDistribution, register_module
 from probest.flows import _ode
 from probest.flows._base import FlowEstimator
-from probest.flows._preprocess import Preprocessor, check_dequantization
+from probest.flows._preprocess import Preprocessor, check_degenerate, check_dequantization
 
 _COUPLINGS = ("independent", "exact_ot", "sinkhorn")
 _SOLVERS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "euler", "midpoint", "rk4")
@@ -99,6 +99,14 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
     dtype_ : torch.dtype
         Dtype of the fit.
 
+    Notes
+    -----
+    Degenerate data: all rows identical raise ``ValueError``; constant columns warn with
+    :class:`~probest.flows.DegenerateDataWarning` (a ``ConvergenceWarning``) and set
+    ``converged_ = False``.  Entries so large that their squares overflow the fit
+    ``dtype`` raise ``ValueError`` at ``fit``; rows whose outputs are not finite (far outside
+    the training data) raise ``ValueError`` naming them.
+
     Examples
     --------
     >>> from probest.datasets import make_flow_toy
@@ -142,7 +150,9 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         w = check_sample_weight(sample_weight, X.shape[0])
         check_dequantization(X, None, None)  # warns on integer data
+        const = check_degenerate(X, w, type(self).__name__)
         with self._fit_context() as ctx:
+            self._check_scale(X)
             Xt = self._tensor(X)
             self.preprocessor_ = Preprocessor.fit(self.preprocess, Xt, None).to(self.device_)
             Z = self.preprocessor_(Xt)[0]
@@ -165,7 +175,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
 
             result = train(self, self.model_, loss_fn, self._train_config(),
                            desc=f"CFM/{self.coupling}")
-            self._record_training(result)
+            self._record_training(result, degenerate=len(const) > 0)
             self.model_.eval()
             for p in self.model_.parameters():
                 p.requires_grad_(False)
@@ -205,7 +215,8 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
         Hutchinson probes (ignored for the exact trace)."""
         x = self._validated(X)
         with seeded(draw_seed(random_state), self.device_) as gen, torch.no_grad():
-            return self._log_prob(x, gen).cpu().numpy().astype(np.float64)
+            lp = self._log_prob(x, gen).cpu().numpy().astype(np.float64)
+        return self._finite(lp, "score_samples", X)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample (nats)."""
@@ -213,10 +224,11 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
 
     def sample(self, n_samples=1, random_state=None, return_log_prob=False):
         """Draws by integrating the ODE from source noise; with ``return_log_prob=True`` also
-        the log-density of each draw, integrated jointly along the same trajectory."""
+        the log-density of each draw, integrated jointly along the same trajectory.
+        ``n_samples`` must be an int >= 1 (``ValueError`` otherwise)."""
         check_is_fitted(self, "model_")
+        n = check_n_samples(n_samples)
         seed = draw_seed(self.random_state if random_state is None else random_state)
-        n = int(n_samples)
         with seeded(seed, self.device_) as gen:
             z0 = torch.randn(n, self.n_features_in_, generator=gen, dtype=self.dtype_, device=self.device_)
             z1, lp, self.nfe_ = _ode.cnf_sample(self.model_, z0, probes=self._probes(n, gen),
@@ -234,7 +246,7 @@ class FlowMatchingEstimator(DensityMixin, TransformerMixin, FlowEstimator):
         z = self.preprocessor_(x)[0]
         with torch.no_grad():
             out = _ode._odeint(self.model_, z, 1.0, 0.0, **self._solver_kw())
-            return out.cpu().numpy().astype(np.float64)
+        return self._finite(out.cpu().numpy().astype(np.float64), "transform", X)
 
     def to_pyro(self, frozen: bool = True, name: str = "flow_matching") -> EstimatorDistribution:
         """The model as a Pyro distribution (``event_shape == (n_features,)``).

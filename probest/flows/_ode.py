@@ -62,6 +62,13 @@ def couple(x0: torch.Tensor, x1: torch.Tensor, coupling: str, reg: float,
         c = cost.detach()
         plan = ot.sinkhorn(a, b, c / c.max(), reg, numItermax=1000, stopThr=1e-6, warn=False)
     p = plan.reshape(-1).clamp_min(0)
+    total = float(p.sum())
+    if not (total > 0 and math.isfinite(total) and bool(torch.isfinite(p).all())):
+        raise ValueError(
+            f"The {coupling} coupling of a minibatch failed: its transport plan is not a "
+            "finite distribution (squared distances of the preprocessed data overflow "
+            f"{str(x0.dtype).replace('torch.', '')}). Standardise X (preprocess='standardize') "
+            "or use dtype='float64'.")
     idx = torch.multinomial(p / p.sum(), n0, replacement=True, generator=generator)
     return x0[idx // n1], x1[idx % n1]
 

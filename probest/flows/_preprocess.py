@@ -12,9 +12,46 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 _LOGIT_ALPHA = 0.05  # logit(alpha + (1 - 2 alpha) u) keeps values away from the boundaries
+
+
+class DegenerateDataWarning(ConvergenceWarning):
+    """A column of ``X`` is constant: a continuous density has no maximum-likelihood fit
+    there (the likelihood grows without bound as the flow concentrates on the value), so
+    ``converged_`` is set to False.  Drop the column, add noise, or dequantize integer data.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sklearn.exceptions import ConvergenceWarning
+    >>> from probest.flows import DegenerateDataWarning
+    >>> issubclass(DegenerateDataWarning, ConvergenceWarning)
+    True
+    """
+
+
+def check_degenerate(X: np.ndarray, weights: np.ndarray | None, owner: str) -> np.ndarray:
+    """The constant columns of ``X`` (over rows of positive weight), with a
+    :class:`DegenerateDataWarning`; ``ValueError`` when every column is constant (all rows
+    identical: a continuous density on one point does not exist)."""
+    rows = X if weights is None else X[np.asarray(weights) > 0]
+    const = np.flatnonzero(np.ptp(rows, axis=0) == 0)
+    if len(const) == X.shape[1]:
+        raise ValueError(
+            f"{owner}: all {len(rows)} rows of X are identical; a continuous density on a "
+            "single point does not exist (the likelihood grows without bound). Fit on data "
+            "that vary, or add noise.")
+    if len(const):
+        cols = ", ".join(str(int(c)) for c in const[:10]) + (", ..." if len(const) > 10 else "")
+        warnings.warn(
+            f"{owner}: X has constant columns [{cols}]; a continuous density there is "
+            "degenerate (the likelihood grows without bound), so converged_ is set to False. "
+            "Drop these columns, add noise, or dequantize integer data.",
+            DegenerateDataWarning, stacklevel=4)
+    return const
 
 
 class Preprocessor(nn.Module):
@@ -105,7 +142,7 @@ def check_dequantization(X: np.ndarray, dequantize: str | None, n_levels: int | 
         raise ValueError("dequantize expects non-negative integer levels 0 .. n_levels-1.")
     levels = int(X.max()) + 1 if n_levels is None else int(n_levels)
     if X.max() >= levels:
-        raise ValueError(f"X has the value {int(X.max())} >= n_levels={levels}; raise n_levels.")
+        raise ValueError(f"X has the value {X.max():.15g} >= n_levels={levels:.15g}; raise n_levels.")
     return levels
 
 

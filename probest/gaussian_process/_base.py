@@ -198,6 +198,13 @@ class _GPBase(TorchEstimator):
     # ``dtype_`` follow from it (the loaded model computes in float64 on the CPU).
     _unsaved_attributes = ("kernel_", "dtype_")
 
+    def _likelihood_for_load(self):
+        """A fresh likelihood of the fitted kind (the classifier's link, the regressor's
+        observation model) that :meth:`_import_fitted` fills with the saved state.  Each
+        concrete GP defines it; declared here so the persistence path calls no
+        undeclared hook."""
+        raise NotImplementedError(f"{type(self).__name__} must define _likelihood_for_load().")
+
     def _export_fitted(self, name, value):
         if name != "gps_":
             return value

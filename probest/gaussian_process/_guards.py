@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import torch
 
-#: box of every log-hyperparameter (``|theta| <= log 1e5``; the optimiser clamps to it)
+#: hyperparameters (log lengthscale, log output scale, ...) are kept in [-THETA_BOUND, THETA_BOUND]
 THETA_BOUND = math.log(1e5)
 
 _MIN_LENGTHSCALE = math.exp(-THETA_BOUND)

@@ -135,7 +135,7 @@ class GaussianProcessRegressor(RegressorMixin, _GPBase):
     _spec = EstimatorSpec(outputs=("predict",))
     _constraints = {**_GPBase._constraints, "normalize_y": ("boolean",)}
 
-    _fitted_attributes = _GP_FITTED + ("y_mean_", "y_std_")  # the normalize_y map of outputs
+    _fitted_attributes = _GP_FITTED + ("y_mean_", "y_std_")
 
     def __init__(self, kernel=None, *, likelihood="gaussian", inference="hybrid", df=4.0,
                  noise_init=0.1, inducing_points=None, n_inducing=None, sparse_threshold=2000,

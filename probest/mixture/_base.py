@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from probest._torch import draw_seed, numpy_dtype, seeded
+from probest._validation import check_finite_rows
 from probest.mixture._stats import (
     GaussParams,
     covariances_from_precisions_cholesky,
@@ -96,8 +97,21 @@ def _chunks(X: torch.Tensor, rows: int):
         yield X[s : s + rows]
 
 
-def weighted_log_prob(est, X: np.ndarray, log_weights: torch.Tensor) -> torch.Tensor:
-    """``log pi_k + log N(x; mu_k, Sigma_k)`` as an (n, K) tensor, chunked."""
+def check_finite_log_density(est, log_joint: torch.Tensor, X, what: str) -> torch.Tensor:
+    """``ValueError`` naming the rows whose log density ``logsumexp_k log_joint`` is not
+    finite or whose terms are NaN: far rows overflow the squared Mahalanobis distances, and
+    their responsibilities would be NaN and their labels arbitrary."""
+    if log_joint.numel():
+        norm = torch.logsumexp(log_joint.flatten(1), 1)
+        norm = torch.where(torch.isnan(log_joint.flatten(1)).any(1), torch.nan, norm)
+        check_finite_rows(norm.cpu().numpy(), owner=type(est).__name__, what=what, X=X)
+    return log_joint
+
+
+def weighted_log_prob(est, X: np.ndarray, log_weights: torch.Tensor,
+                      what: str = "score_samples") -> torch.Tensor:
+    """``log pi_k + log N(x; mu_k, Sigma_k)`` as an (n, K) tensor, chunked; rows that cannot
+    be evaluated in floating point raise ``ValueError`` (see :func:`check_finite_log_density`)."""
     params = params_from_numpy(est)
     Xt = torch.tensor(np.asarray(X), device=est.device_, dtype=est.dtype_)
     K, d = params.means.shape
@@ -105,7 +119,7 @@ def weighted_log_prob(est, X: np.ndarray, log_weights: torch.Tensor) -> torch.Te
     parts = [log_gaussian_prob(c, params) + log_weights for c in _chunks(Xt, rows)]
     if not parts:
         return Xt.new_zeros((0, K))
-    return torch.cat(parts)
+    return check_finite_log_density(est, torch.cat(parts), X, what)
 
 
 def sample_mixture(est, n_samples: int, weights: np.ndarray):

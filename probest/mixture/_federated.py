@@ -9,7 +9,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from probest._validation import Interval, Options
+from probest._validation import Interval, Options, check_scale
 from probest.base import EstimatorSpec
 from probest.mixture import _base
 from probest.mixture._em import ChunkedData, LocalEngine, initial_params, log_weights_from, run_em
@@ -260,6 +260,10 @@ class FederatedGaussianMixture(GaussianMixture):
         n_init = 1 if warm else self.n_init
         width = K * d if ct == "full" else K
         with self._fit_context() as ctx:
+            n_rows = sum(p.shape[0] for p in parts)
+            for c, p in zip(ids, parts, strict=True):
+                check_scale(p, owner=type(self).__name__, dtype=self.dtype_,
+                            name=f"client {c!r}", n_rows=n_rows)
             seed = int(engine.broadcast(ctx.seed))
             given = _base.user_params(self, d, self.device_, self.dtype_)
             clients = [ChunkedData(p, device=self.device_, dtype=self.dtype_,
@@ -337,10 +341,10 @@ class FederatedGaussianMixture(GaussianMixture):
             w = self.client_weights_[idx]
         return torch.log(torch.tensor(np.asarray(w), device=self.device_, dtype=self.dtype_))
 
-    def _weighted_log_prob(self, X, client=None) -> torch.Tensor:
+    def _weighted_log_prob(self, X, client=None, what="score_samples") -> torch.Tensor:
         lw = self._client_log_weights(client)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return _base.weighted_log_prob(self, X, lw)
+        return _base.weighted_log_prob(self, X, lw, what)
 
     def score_samples(self, X, client=None):
         """``log p_c(x)`` under client ``client``'s weights (pooled weights if None)."""
@@ -350,11 +354,11 @@ class FederatedGaussianMixture(GaussianMixture):
         return float(self.score_samples(X, client=client).mean())
 
     def predict_proba(self, X, client=None):
-        wlp = self._weighted_log_prob(X, client)
+        wlp = self._weighted_log_prob(X, client, "predict_proba")
         return torch.exp(wlp - torch.logsumexp(wlp, 1, keepdim=True)).cpu().numpy()
 
     def predict(self, X, client=None):
-        return self._weighted_log_prob(X, client).argmax(1).cpu().numpy()
+        return self._weighted_log_prob(X, client, "predict").argmax(1).cpu().numpy()
 
     def to_pyro(self, client=None):
         """``MixtureSameFamily`` of client ``client`` (pooled weights if None); frozen."""
@@ -380,7 +384,7 @@ class FederatedGaussianMixture(GaussianMixture):
         client = _base.new_client_id(self.client_ids_, client)
         params = _base.params_from_numpy(self)
         Xt = torch.tensor(X, device=self.device_, dtype=self.dtype_)
-        logp = log_gaussian_prob(Xt, params)
+        logp = _base.check_finite_log_density(self, log_gaussian_prob(Xt, params), X, "adapt")
         lw = torch.log(torch.tensor(self.weights_, device=self.device_, dtype=self.dtype_))
         prev = -np.inf
         for _ in range(self.adapt_max_iter):

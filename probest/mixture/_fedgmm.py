@@ -27,7 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probest._validation import Interval, Options
+from probest._validation import Interval, Options, check_finite_rows, check_scale
 from probest.base import EstimatorSpec, TorchEstimator
 from probest.mixture import _base
 from probest.mixture._em import ChunkedData, LocalEngine, initial_params
@@ -270,6 +270,10 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
             seed = int(engine.broadcast(ctx.seed))  # one seed on every rank
             self._expert = make_expert(self.expert, len(self.classes_), self.device_, self.dtype_)
             feats = [self._phi(p) for p in parts]
+            for name, arrs in (("X", parts), ("phi(X)", feats)):
+                for c, a in zip(ids, arrs, strict=True):
+                    check_scale(a, owner=type(self).__name__, dtype=self.dtype_,
+                                name=f"{name} of client {c!r}", n_rows=n_all)
             clients = [ChunkedData(f, device=self.device_, dtype=self.dtype_) for f in feats]
             params, weights, ref, _ = initial_params(
                 clients, M1, ct, self.reg_covar, self.init_params, seed, ctx.generator,
@@ -359,10 +363,11 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         return new
 
     # --------------------------------------------------------------- prediction
-    def _joint_resp(self, X, client) -> tuple[torch.Tensor, torch.Tensor]:
+    def _joint_resp(self, X, client, what="predict_proba") -> tuple[torch.Tensor, torch.Tensor]:
         """``log r_c[a,b](x)`` (n, M1, M2) and ``log p_c(x)`` (n,)."""
         tab = self._client_table(client)
         lg = self._log_gauss(X).unsqueeze(2) + torch.log(tab)
+        _base.check_finite_log_density(self, lg, X, what)
         norm = torch.logsumexp(lg.flatten(1), 1)
         return lg - norm[:, None, None], norm
 
@@ -372,7 +377,8 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         logr, _ = self._joint_resp(X, client)
         lp = torch.logsumexp(logr.unsqueeze(3) + self._log_expert(X).unsqueeze(1), (1, 2))
-        return torch.exp(lp).cpu().numpy()
+        return check_finite_rows(torch.exp(lp).cpu().numpy(), owner=type(self).__name__,
+                                 what="predict_proba", X=X)
 
     def predict(self, X, client=None):
         check_is_fitted(self)
@@ -388,7 +394,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         """``-(log p_c(x) + log p_c(y|x))`` (``y`` optional): larger means more novel."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        _, logpx = self._joint_resp(X, client)
+        _, logpx = self._joint_resp(X, client, "novelty_score")
         s = logpx
         if y is not None:
             proba = torch.tensor(self.predict_proba(X, client=client))
@@ -405,7 +411,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         client = _base.new_client_id(self.client_ids_, client)
-        base = self._log_gauss(X).unsqueeze(2)
+        base = _base.check_finite_log_density(self, self._log_gauss(X).unsqueeze(2), X, "adapt")
         if y is not None:
             base = base + self._expert_ll(X, np.searchsorted(self.classes_, np.asarray(y))
                                           ).unsqueeze(1)

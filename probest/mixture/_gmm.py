@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._persist import Fitted
-from probest._validation import Interval, Options
+from probest._validation import Interval, Options, check_n_samples, check_scale
 from probest.base import EstimatorSpec, TorchEstimator
 from probest.mixture import _base
 from probest.mixture._em import ChunkedData, _data_sum, initial_params, run_em
@@ -104,6 +104,14 @@ class GaussianMixture(DensityMixin, TorchEstimator):
     dtype_ : torch.dtype
         Dtype of the fit.
 
+    Notes
+    -----
+    Identical rows and constant columns are fitted as scikit-learn does: the covariance is
+    ``reg_covar`` there (the regularised MLE exists).  Entries so large that squared
+    distances overflow ``dtype`` raise ``ValueError`` at ``fit``; rows whose log density is
+    not finite (e.g. 1e300) raise ``ValueError`` naming them in ``score_samples``,
+    ``predict_proba`` and ``predict``.
+
     Examples
     --------
     >>> import numpy as np
@@ -183,6 +191,7 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         n_init = 1 if warm else self.n_init
         width = K * d if ct == "full" else K
         with self._fit_context() as ctx:
+            check_scale(X, owner=type(self).__name__, dtype=self.dtype_)
             given = _base.user_params(self, d, self.device_, self.dtype_)
             data = ChunkedData(X, device=self.device_, dtype=self.dtype_,
                                batch_size=self.batch_size, width=width)
@@ -229,14 +238,15 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         return self.fit(X).predict(X)
 
     # --------------------------------------------------------------- prediction
-    def _weighted_log_prob(self, X) -> torch.Tensor:
+    def _weighted_log_prob(self, X, what="score_samples") -> torch.Tensor:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         lw = torch.log(torch.tensor(self.weights_, device=self.device_, dtype=self.dtype_))
-        return _base.weighted_log_prob(self, X, lw)
+        return _base.weighted_log_prob(self, X, lw, what)
 
     def score_samples(self, X):
-        """Log density ``log p(x)`` of each sample."""
+        """Log density ``log p(x)`` of each sample (``ValueError`` naming the rows whose
+        density is not finite in floating point, e.g. rows of 1e300)."""
         return torch.logsumexp(self._weighted_log_prob(X), 1).cpu().numpy()
 
     def score(self, X, y=None):
@@ -245,17 +255,18 @@ class GaussianMixture(DensityMixin, TorchEstimator):
 
     def predict_proba(self, X):
         """Posterior responsibilities ``p(component | x)``."""
-        wlp = self._weighted_log_prob(X)
+        wlp = self._weighted_log_prob(X, "predict_proba")
         return torch.exp(wlp - torch.logsumexp(wlp, 1, keepdim=True)).cpu().numpy()
 
     def predict(self, X):
         """Most likely component of each sample."""
-        return self._weighted_log_prob(X).argmax(1).cpu().numpy()
+        return self._weighted_log_prob(X, "predict").argmax(1).cpu().numpy()
 
     def sample(self, n_samples=1):
-        """Draw ``(X, y)``: samples and their components, grouped by component."""
+        """Draw ``(X, y)``: samples and their components, grouped by component.
+        ``n_samples`` must be an int >= 1 (``ValueError`` otherwise, as scikit-learn)."""
         check_is_fitted(self)
-        return _base.sample_mixture(self, int(n_samples), self.weights_)
+        return _base.sample_mixture(self, check_n_samples(n_samples), self.weights_)
 
     def _n_parameters(self) -> int:
         return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)

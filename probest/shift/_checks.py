@@ -45,12 +45,43 @@ class NoOverlapWarning(LowEffectiveSampleSizeWarning):
     The density ratio is then extrapolated where the source has no data, so importance
     weights (and MWLE) cannot be trusted however uniform they look.  A subclass of
     :class:`LowEffectiveSampleSizeWarning`: the effective sample size that matters is ~0.
+    Issued by :class:`DensityRatioEstimator` (logistic method, ``overlap_auroc_ >= 0.999``)
+    and so by the covariate-shift estimators that use it.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from probest.shift import DensityRatioEstimator, NoOverlapWarning
+    >>> rng = np.random.default_rng(0)
+    >>> source, target = rng.normal(size=(100, 1)), rng.normal(1000.0, 1.0, size=(100, 1))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     dre = DensityRatioEstimator("logistic", random_state=0).fit(source, target)
+    >>> any(issubclass(w.category, NoOverlapWarning) for w in caught), dre.overlap_auroc_
+    (True, 1.0)
     """
 
 
 class PerfectSeparationWarning(ConvergenceWarning):
     """The classes are (quasi-)completely separated: the unpenalised logistic MLE does not
-    exist (the coefficients diverge); ``converged_`` is set to False.  Set ``alpha > 0``."""
+    exist (the coefficients diverge); ``converged_`` is set to False.  Set ``alpha > 0``.
+
+    Issued by :class:`WeightedLogisticRegression` with ``alpha=0`` (a small linear program
+    over the positively weighted rows decides whether a separating hyperplane exists).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from probest.shift import PerfectSeparationWarning, WeightedLogisticRegression
+    >>> X = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     clf = WeightedLogisticRegression(alpha=0.0).fit(X, [0, 0, 1, 1])
+    >>> any(issubclass(w.category, PerfectSeparationWarning) for w in caught), clf.converged_
+    (True, False)
+    """
 
 
 #: headroom left below float64's maximum for the products the fits form from the sums

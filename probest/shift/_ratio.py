@@ -274,16 +274,7 @@ class DensityRatioEstimator(ProbestEstimator):
         kmm_eps: float | None = None,
         random_state: Any = None,
     ):
-        self.method = method
-        self.features = features
-        self.C = C
-        self.sigma = sigma
-        self.lam = lam
-        self.relative_alpha = relative_alpha
-        self.n_centers = n_centers
-        self.kmm_B = kmm_B
-        self.kmm_eps = kmm_eps
-        self.random_state = random_state
+        self._store_params(locals())
 
     # ------------------------------------------------------------------------------------
     def fit(self, X_source, X_target):

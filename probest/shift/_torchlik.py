@@ -43,14 +43,7 @@ class _TorchLikelihoodModel(TorchEstimator):
     def __init__(self, module=None, *, classifier: bool = False, max_iter: int = 200,
                  tol: float = 1e-9, device: str = "cpu", dtype: str = "float64",
                  random_state: Any = None, verbose: int = 0):
-        self.module = module
-        self.classifier = classifier
-        self.max_iter = max_iter
-        self.tol = tol
-        self.device = device
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     # functional form ---------------------------------------------------------------------
     def _unflatten(self, theta):

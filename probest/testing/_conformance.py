@@ -84,6 +84,12 @@ class EstimatorConformance:
         Check the ``probest.save``/``probest.load`` round trip.
     fit_kwargs : dict
         Extra keyword arguments of ``fit`` (e.g. ``{"X_target": ...}``).
+    input_kind : str or None
+        None: the input kind the estimator's ``_spec`` declares; else one of the kinds its
+        spec ``also_accepts`` (e.g. ``"tabular"`` for a federated estimator given one array).
+    skip_bad_inputs : dict
+        ``{bad input name: reason}`` for bad inputs of the kind this estimator may accept
+        (every entry needs a written reason; unknown names fail).
     reproducibility_rtol : float
         Tolerance of "identical" refits with the same ``random_state`` (0 = bitwise).
 
@@ -101,7 +107,8 @@ class EstimatorConformance:
     ...         return X, X @ [1.0, -2.0]
     >>> suite = TestLinear()  # pytest runs every test_* method; here two by hand
     >>> suite.test_init_only_stores_params()
-    >>> suite.test_nan_and_inf_rejected()
+    >>> suite.test_bad_values_rejected()
+    >>> suite.test_bad_shapes_rejected()
     """
 
     has_posterior: bool = True

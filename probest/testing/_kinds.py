@@ -29,7 +29,38 @@ _LENGTH = r"(?i)inconsistent|samples|length|shape|rows"
 @dataclasses.dataclass(frozen=True)
 class BadInput:
     """One bad input: ``fit(X, y)`` (or every output method on ``X``) must raise a
-    ``ValueError`` matching ``match``; with ``call``, ``call(fitted_estimator)`` must."""
+    ``ValueError`` matching ``match``; with ``call``, ``call(fitted_estimator)`` must.
+
+    Parameters
+    ----------
+    name : str
+        Unique name within its kind (used by ``EstimatorConformance.skip_bad_inputs``).
+    group : {"values", "shapes", "predict"}
+        Which conformance check uses it: bad values or shapes at ``fit``, or bad input to
+        the fitted estimator's output methods.
+    X, y : object, optional
+        The bad data (``y`` is passed only to supervised estimators).
+    match : str
+        Regular expression the error message must match.
+    call : callable, optional
+        ``call(fitted_estimator)`` for checks that are not one call on ``X``.
+
+    Attributes
+    ----------
+    name, group, X, y, match, call
+        As given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probest.testing import KINDS
+    >>> X, y = np.zeros((6, 2)) + np.arange(6)[:, None], np.arange(6) % 2
+    >>> bad = KINDS["tabular"].bad_fit_inputs(X, y)
+    >>> [b.name for b in bad if b.group == "values"]
+    ['nan', 'inf']
+    >>> bool(np.isnan(bad[0].X).any())
+    True
+    """
 
     name: str
     group: str  # "values", "shapes" (fit) or "predict"
@@ -40,7 +71,31 @@ class BadInput:
 
 
 class InputKind:
-    """Base kind: data pass through unchanged; no bad inputs."""
+    """What one kind of ``fit`` input looks like and how it can be wrong.
+
+    The base kind passes data through unchanged and has no bad inputs.  A kind overrides
+    ``eval_input``/``eval_target`` (how the suite feeds data to output methods) and
+    ``bad_fit_inputs``/``bad_predict_inputs`` (lists of :class:`BadInput` derived from a valid
+    ``(X, y)``).  ``probest.testing.KINDS`` maps each name of
+    :data:`probest.base.INPUT_KINDS` to its kind: ``Tabular`` (NaN, inf, 1-D, 3-D, short
+    ``y``, wrong ``n_features``), ``Clients`` (an empty client, mismatched widths, NaN in one
+    client), ``Text`` (empty strings, non-strings, ``y`` of another length, unknown labels)
+    and ``Events`` (ragged lengths, NaN rewards, unknown actions, missing subjects).
+
+    Attributes
+    ----------
+    name : str
+        The kind's name, one of :data:`probest.base.INPUT_KINDS`.
+
+    Examples
+    --------
+    >>> from probest.testing import KINDS
+    >>> sorted(KINDS)
+    ['clients', 'events', 'tabular', 'text']
+    >>> texts, labels = ["good film", "bad film", "fine"], ["pos", "neg", "pos"]
+    >>> sorted({b.group for b in KINDS["text"].bad_fit_inputs(texts, labels)})
+    ['shapes', 'values']
+    """
 
     name = "?"
 
