@@ -42,7 +42,7 @@ def pytest_terminal_summary(terminalreporter):
     tr.section(f"fuzz counts per estimator (profile {settings.get_current_profile_name()})")
     tr.write_line(f"{'estimator':30s} {'tried':>6s} {'errors':>7s} {'finite':>7s} {'fail':>5s}")
     tot = dict.fromkeys(("tried", "error", "finite", "fail"), 0)
-    for name in sorted(COUNTS):
+    for name in sorted(n for n in COUNTS if not n.startswith("_")):  # "_": meta-test probes
         c = COUNTS[name]
         tr.write_line(f"{name:30s} {c['tried']:6d} {c['error']:7d} {c['finite']:7d} {c['fail']:5d}")
         for k in tot:

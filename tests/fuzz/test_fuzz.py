@@ -86,33 +86,10 @@ BUDGET = {
 
 ESTIMATORS = dict(probest.all_estimators())
 
-#: cases of flows/mixture that fail until branch h10-flowrel is merged: {(name, case): why}
-#: (a predict case is named "predict <case>")
-_H10_FIT_GMM = "1e300 entries overflow in the E-step (RuntimeWarning), not a clear error"
-_H10_FIT_NSF = "extreme columns surface torch's linalg.cholesky error"
-_H10_FIT_FM = "extreme columns surface torch's 'invalid multinomial distribution'"
-_H10_PRED_GMM = "predict_proba gives NaN on a 1e300 row"
-_H10_PRED_FLOW = "score_samples gives NaN on a 1e300 / 1e150-scaled row"
-H10: dict[tuple[str, str], str] = {
-    ("FedGMMClassifier", "value in one client"): _H10_FIT_GMM,
-    ("FederatedGaussianMixture", "value in one client"): _H10_FIT_GMM,
-    ("GaussianMixture", "entry set to value"): _H10_FIT_GMM,
-    ("GaussianMixture", "huge finite column"): _H10_FIT_GMM,
-    **{("FlowDensityEstimator", c): _H10_FIT_NSF
-       for c in ("column times 1e150", "entry set to value", "huge finite column")},
-    **{("FlowMatchingEstimator", c): _H10_FIT_FM
-       for c in ("column times 1e150", "entry set to value", "huge finite column")},
-    **{(n, "predict entry set to value"): _H10_PRED_GMM
-       for n in ("FedGMMClassifier", "FederatedGaussianMixture", "GaussianMixture")},
-    **{(n, f"predict {c}"): _H10_PRED_FLOW for n in ("FlowDensityEstimator", "FlowMatchingEstimator")
-       for c in ("entry set to value", "row times 1e150")},
-    **{(n, f"sample({k})"): "sample(-1)/sample(0): one behaviour, in probest's words"
-       for n in ("AutoregressiveDLMEstimator", "FlowDensityEstimator", "FlowMatchingEstimator")
-       for k in (-1, 0)},
-}
-
-#: cases still failing outside flows/mixture (listed in the report of H9): {(name, case): why}
-OPEN: dict[tuple[str, str], str] = {}
+#: known failing cases, each an xfail naming it: {(name, case): why} (a predict case is named
+#: "predict <case>", a sampling one "sample(n)").  Empty: the flows/mixture cases listed here
+#: while branch h10-flowrel was open all pass since it was merged.
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def test_budget_covers_every_estimator():
@@ -149,11 +126,8 @@ _FITTED: dict = {}
 
 
 def _mark(name, case):
-    why = H10.get((name, case)) or OPEN.get((name, case))
-    if why is None:
-        return ()
-    prefix = "fixed on branch h10-flowrel" if (name, case) in H10 else "open"
-    return (pytest.mark.xfail(strict=False, reason=f"{prefix}: {why}"),)
+    why = KNOWN.get((name, case))
+    return () if why is None else (pytest.mark.xfail(strict=False, reason=why),)
 
 
 def _fit_params():
