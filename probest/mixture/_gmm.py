@@ -129,6 +129,9 @@ class GaussianMixture(DensityMixin, TorchEstimator):
     """
 
     _spec = EstimatorSpec(outputs=("predict", "predict_proba", "score_samples"))
+    #: ``lower_bound_`` is -inf when no EM step ran (``max_iter=0``), exactly as scikit-learn's;
+    #: the fitted parameters themselves are still checked.
+    _nonfinite_ok = ("lower_bound_",)
     _constraints = {
         "n_components": (Interval(int, 1, None),),
         "covariance_type": (Options(COVARIANCE_TYPES),),
