@@ -49,7 +49,8 @@ def test_same_init_same_fixed_point_as_sklearn(loader, cov):
 def test_federated_split_by_class_equals_pooled_on_wine():
     """A label-skewed federation (one client per wine cultivar) with shared components and
     personalize=False is exactly pooled EM on the union."""
-    X, y = _data(load_wine)
+    X, y = load_wine(return_X_y=True)  # the raw table, standardised as a user would
+    X = StandardScaler().fit_transform(X)
     g = _start(X)
     kw = dict(weights_init=g.weights_, means_init=g.means_, precisions_init=g.precisions_,
               tol=0.0, max_iter=30, device="cpu")
