@@ -60,15 +60,18 @@ class _GPBase(TorchEstimator):
                     f"{Z.shape}.")
             return Z
         m = self.n_inducing
+        minibatch = getattr(self, "batch_size", None) is not None
         if m is None:
             thr = self.sparse_threshold
-            if thr is None or X.shape[0] <= thr:
+            if not minibatch and (thr is None or X.shape[0] <= thr):
                 return None
             m = 256
         m = min(int(m), X.shape[0])
         from sklearn.cluster import KMeans
 
         km = KMeans(n_clusters=m, n_init=1, max_iter=25, random_state=int(ctx.seed % 2**31))
+        if minibatch and X.shape[0] > 20000:  # minibatched fits: k-means on 20,000 rows
+            X = X[ctx.rng.choice(X.shape[0], 20000, replace=False)]
         return km.fit(X).cluster_centers_
 
     def _new_fit(self, X, Xt, yt, lik, Z, ctx, outputscale: float = 1.0) -> GPFit:
@@ -84,6 +87,21 @@ class _GPBase(TorchEstimator):
         kernel = kernel.to(device=self.device_, dtype=self.dtype_)
         lik = lik.to(device=self.device_, dtype=self.dtype_)
         Zt = None if Z is None else self._tensor(Z)
+        if lik.name == "softmax":
+            from probest.gaussian_process._multiclass import SoftmaxFit
+
+            return SoftmaxFit(kernel, lik, Xt, yt, self.inference, Z=Zt, options=self._options())
+        if getattr(self, "batch_size", None) is not None:
+            from probest.gaussian_process._minibatch import MinibatchFit
+
+            host = torch.device("cpu")  # the data stay in host memory; batches are streamed
+            pin = self.device_.type == "cuda"
+            Xh, yh = Xt.to(host), yt.to(host)
+            if pin:
+                Xh, yh = Xh.pin_memory(), yh.pin_memory()
+            return MinibatchFit(kernel, lik, Xh, yh, self.inference, Zt, self._options(),
+                                batch_size=self.batch_size, seed=int(ctx.seed % 2**31),
+                                device=self.device_)
         return GPFit(kernel, lik, Xt, yt, self.inference, Z=Zt, options=self._options())
 
     def _collect(self, fits: list[GPFit]) -> None:
@@ -112,7 +130,10 @@ class _GPBase(TorchEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         Xt = self._tensor(X)
         out = [f.predict_latent(Xt) for f in self.gps_]
-        m, v = torch.stack([m for m, _ in out], -1), torch.stack([v for _, v in out], -1)
+        if out[0][0].ndim == 2:  # one joint multiclass fit: (n_classes, n) -> (n, n_classes)
+            m, v = out[0][0].T, out[0][1].T
+        else:
+            m, v = torch.stack([m for m, _ in out], -1), torch.stack([v for _, v in out], -1)
         check_finite_latent(m, v)  # rows far beyond the data: a ValueError naming them
         return m, v
 

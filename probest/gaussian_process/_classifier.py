@@ -8,11 +8,12 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probest._validation import Options
+from probest._validation import Interval, Options
 from probest.base import EstimatorSpec
 from probest.gaussian_process._base import _GP_FITTED, _GPBase
 from probest.gaussian_process._guards import check_input_scale
 from probest.gaussian_process._likelihoods import make_likelihood
+from probest.gaussian_process._softmax import Softmax
 
 
 class GaussianProcessClassifier(ClassifierMixin, _GPBase):
@@ -118,19 +119,25 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
     """
     _spec = EstimatorSpec(outputs=("predict", "predict_proba"))
     _constraints = {**_GPBase._constraints, "link": (Options({"probit", "logit"}),),
-                    "multi_class": (Options({"one_vs_rest"}),)}
+                    "multi_class": (Options({"one_vs_rest", "softmax"}),),
+                    "batch_size": (Interval(int, 1, None), None)}
 
     _fitted_attributes = _GP_FITTED + ("classes_",)
 
     def __init__(self, kernel=None, *, inference="hybrid", link="probit",
                  multi_class="one_vs_rest", inducing_points=None, n_inducing=None,
                  sparse_threshold=2000, max_iter=50, e_steps=3, m_steps=3, cvi_lr=0.5,
-                 tol=1e-4, random_state=None, verbose=0, device="cpu", dtype="float64"):
+                 tol=1e-4, random_state=None, verbose=0, device="cpu", dtype="float64",
+                 batch_size=None):
         self._store_params(locals())
 
     def fit(self, X, y):
         """Fit the latent GP(s) and their hyperparameters."""
         self._validate_params()
+        if self.batch_size is not None and self.inference not in ("vi", "hybrid"):
+            raise ValueError(
+                f"batch_size={self.batch_size} needs inference='vi' or 'hybrid' (minibatched "
+                f"CVI sites); got inference={self.inference!r}. Use batch_size=None.")
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -139,19 +146,38 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
                 f"y has only one class ({self.classes_[0]!r}); GP classification needs at "
                 "least two classes in the training labels.")
         problems = ([self.classes_[1]] if self.classes_.size == 2 else list(self.classes_))
+        joint = self._joint()
+        if joint and self.inference == "ep":
+            Softmax(self.classes_.size).tilted_moments(None, None, None)  # says why not
+        if joint and self.batch_size is not None:
+            raise ValueError("batch_size is not available with multi_class='softmax' (the "
+                             "minibatched path is binary / one-vs-rest); use batch_size=None.")
         with self._fit_context() as ctx:
             check_input_scale(X, self.dtype_, type(self).__name__)
-            Xt = self._tensor(X)
+            host = self.batch_size is not None  # minibatches stream from host memory
+            tens = (lambda a: torch.as_tensor(a, dtype=self.dtype_)) if host else self._tensor
+            Xt = tens(X)
             Z = self._inducing(X, ctx)
             fits = []
             with self._progress(None, f"GPC[{self.inference}]") as prog:
+                if joint:  # one joint softmax fit, class indices as targets
+                    lik = Softmax(self.classes_.size, seed=int(ctx.seed % 2**31))
+                    problems = []
+                    fit = self._new_fit(X, Xt, self._tensor(np.searchsorted(self.classes_, y),
+                                                            dtype=torch.int64), lik, Z, ctx)
+                    fits.append(fit.fit(_Tagged(prog, 0)))
                 for k, c in enumerate(problems):
-                    yt = self._tensor(np.where(y == c, 1.0, -1.0))
+                    yt = tens(np.where(y == c, 1.0, -1.0))
                     fit = self._new_fit(X, Xt, yt, make_likelihood(self.link), Z, ctx)
                     fit.fit(_Tagged(prog, k))
                     fits.append(fit)
         self._collect(fits)
         return self
+
+    def _joint(self) -> bool:
+        """Whether this fit is the native multiclass (softmax) model."""
+        n = self.classes_.size if hasattr(self, "classes_") else 0
+        return self.multi_class == "softmax" and n > 2
 
     # -- probabilities -------------------------------------------------------------------
     def _log_pos(self, X) -> torch.Tensor:
@@ -163,6 +189,10 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
 
     def predict_log_proba(self, X):
         check_is_fitted(self)
+        if self._joint():
+            m, v = self._latent(X)
+            P = self.gps_[0].lik.predict_proba(m.T, v.T)
+            return torch.log(P.clamp_min(1e-300)).cpu().numpy()
         lp, ln = self._log_pos(X)
         if lp.shape[1] == 1:  # quadrature: renormalise so the two classes sum to one exactly
             out = torch.cat([ln, lp], 1)
@@ -195,6 +225,8 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
         return dist.Categorical(logits=torch.tensor(self.predict_log_proba(X)))
 
     def _likelihood_for_load(self):
+        if self._joint():
+            return Softmax(self.classes_.size)
         return make_likelihood(self.link)
 
     def __sklearn_tags__(self):

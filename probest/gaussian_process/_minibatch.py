@@ -1,0 +1,287 @@
+"""Minibatched sparse inference for the VI and hybrid modes (``batch_size=``).
+
+The sparse posterior keeps its sites on the inducing values ``u`` (the t-SVGP dual
+parameterisation): ``t(u) = exp(eta^T u - u^T Lam u / 2)``, so ``q(u) ∝ N(u; 0, K_uu) t(u)``.
+In whitened coordinates ``u = L_uu w`` the site is ``(L_uu^T eta, L_uu^T Lam L_uu)`` and
+``q(w) = N(P^-1 eta_w, P^-1)`` with ``P = I + Lam_w``.  The sites live on ``u``, not on ``w``,
+so they keep their meaning when a hyperparameter step changes ``K_uu``.
+
+One iteration draws a minibatch ``B`` (``b`` rows, a fresh permutation every epoch, moved from
+host memory to the device per batch) and does
+
+1. **CVI (natural-gradient) step on the sites** from the minibatch: at the marginals
+   ``N(m_n, v_n)`` of the batch, ``g_m``, ``g_v`` of ``E[log p(y_n|f)]`` give the per-point
+   targets ``lam2_n = -2 g_v``, ``lam1_n = g_m - 2 m_n g_v``; with ``A = K_uu^-1 K_uB``,
+   ``Lam <- (1-beta) Lam + beta (N/b) A diag(lam2) A^T``, ``eta <- (1-beta) eta + beta (N/b) A lam1``
+   (the stochastic form of the full-batch CVI update; a full batch gives exactly CVI);
+2. **one Adam step on theta** on the minibatch estimate of the objective with the sites frozen:
+   the hybrid's EP energy ``log Z_q + (N/b) sum_B [log int p(y_n|f) q_cav - log int t_n q_cav]``
+   (per-point sites: the CVI targets of step 1, i.e. the fixed point of CVI), or the ELBO
+   ``log Z_q - E_q[log t] + (N/b) sum_B E_q[log p(y_n|f_n)]`` for ``inference="vi"``.
+
+Schedule: ``beta_t = max(b/N, cvi_lr / (1 + t b / N))`` (``t`` counts minibatches, so the
+step decays like one over the epochs and never drops below a memory of one epoch); Adam's rate
+is ``lr / sqrt(1 + epoch)``.  The epoch mean of the minibatch objectives is the hybrid's
+stopping signal: the fit stops as soon as it decreases and restores the previous epoch's
+hyperparameters and sites (the full-batch rule, once per epoch).  A final epoch at frozen
+hyperparameters sets ``beta_k = 1/k`` (``k``-th batch of the epoch), which makes the sites the
+average of the per-batch targets over all the data: a full-data CVI step streamed in batches.
+Each step costs ``O(b M^2 + M^3)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from probest.gaussian_process import _engine as E
+from probest.gaussian_process._gp import DEFAULT_KIND, GPFit
+from probest.gaussian_process._guards import THETA_BOUND
+
+MINIBATCH_MODES = ("vi", "hybrid")
+THETA_BATCH = 512  # rows of each minibatch that the hyperparameter step differentiates
+PATIENCE = 2  # epochs without a new best epoch-mean objective before the stop
+
+
+def _chol_uu(kernel, Z, jitter: float = 1e-6):
+    Kuu = E._eval_kernel(kernel, Z)
+    Kuu = Kuu + jitter * Kuu.diagonal().mean().detach() * torch.eye(
+        Z.shape[0], dtype=Kuu.dtype, device=Kuu.device)
+    return torch.linalg.cholesky(Kuu)
+
+
+class MinibatchFit(GPFit):
+    """A sparse latent GP fitted from minibatches; ``l1``/``l2`` are the sites on ``u``
+    (``eta`` of shape ``(M,)`` and ``Lam`` of shape ``(M, M)``)."""
+
+    minibatch = True
+
+    def __init__(self, kernel, lik, X, y, mode, Z, options=None, *, batch_size: int,
+                 lr: float = 0.1, seed: int = 0, device=None):
+        super().__init__(kernel, lik, X[:1], y[:1], mode, Z=Z, options=options)
+        self.X, self.y = X, y  # host tensors; each minibatch is moved to ``device``
+        self.batch_size = int(batch_size)
+        self.lr, self.seed = float(lr), int(seed)
+        self.device = Z.device if device is None else torch.device(device)
+        M = Z.shape[0]
+        self.l1 = torch.zeros(M, dtype=Z.dtype, device=Z.device)
+        self.l2 = torch.zeros(M, M, dtype=Z.dtype, device=Z.device)
+        self.history: list[dict] = []
+
+    def set_theta(self, theta: torch.Tensor) -> None:
+        from torch.nn.utils import vector_to_parameters
+
+        with torch.no_grad():
+            vector_to_parameters(theta.to(self.Z), self.params())
+
+    # -- posterior pieces ------------------------------------------------------------------
+    def _whiten(self, Luu, need_trace: bool = False):
+        """``(LB, mw, log_zq, trace P^-1, Lam_w, eta_w)`` of ``q(w)`` from the sites on ``u``."""
+        Lam_w = Luu.T @ self.l2 @ Luu
+        Lam_w = 0.5 * (Lam_w + Lam_w.T)
+        eta_w = Luu.T @ self.l1
+        P = torch.eye(Lam_w.shape[0], dtype=Lam_w.dtype, device=Lam_w.device) + Lam_w
+        LB = torch.linalg.cholesky(P)
+        mw = torch.cholesky_solve(eta_w[:, None], LB)[:, 0]
+        log_zq = 0.5 * (eta_w * mw).sum() - torch.log(torch.diagonal(LB)).sum()
+        tr = None
+        if need_trace:
+            Linv = torch.linalg.solve_triangular(
+                LB, torch.eye(LB.shape[0], dtype=LB.dtype, device=LB.device), upper=False)
+            tr = (Linv * Linv).sum()
+        return LB, mw, log_zq, tr, Lam_w, eta_w
+
+    def _batch(self, Luu, LB, mw, Xb):
+        """Marginals at ``Xb``: ``(Phi, mu, var, var_site)``."""
+        Phi = torch.linalg.solve_triangular(Luu, E._eval_kernel(self.kernel, self.Z, Xb),
+                                            upper=False)
+        mu = Phi.T @ mw
+        V = torch.linalg.solve_triangular(LB, Phi, upper=False)
+        var_site = (V * V).sum(0).clamp_min(1e-12)
+        var = (E._eval_diag(self.kernel, Xb) - (Phi * Phi).sum(0) + var_site).clamp_min(1e-12)
+        return Phi, mu, var, var_site
+
+    def _targets(self, yb, mu, var):
+        """CVI targets (per-point sites at the CVI fixed point) at the batch marginals."""
+        _, gm, gv = self.lik.expected(yb, mu, var)
+        gv = gv.clamp_max(-1e-8)
+        return gm - 2.0 * mu * gv, -2.0 * gv
+
+    def _terms(self, kind, Luu, Xb, yb, scale):
+        """Minibatch estimate of ``kind`` (differentiable in theta, sites frozen; the EP
+        energy's per-point sites are the CVI targets at these marginals) and what the CVI
+        update needs: ``(objective, Phi, (lam1, lam2))``."""
+        LB, mw, log_zq, tr, Lam_w, eta_w = self._whiten(Luu, need_trace=kind == "elbo")
+        Phi, mu, var, var_site = self._batch(Luu, LB, mw, Xb)
+        with torch.no_grad():
+            sites = self._targets(yb, mu, var)
+        if kind == "elbo":
+            e, _, _ = self.lik.expected(yb, mu, var)
+            site = (eta_w * mw).sum() - 0.5 * (mw @ Lam_w @ mw + (Lam_w.shape[0] - tr))
+            return log_zq - site + scale * e.sum(), Phi, sites
+        l1, l2 = sites
+        q = E.Marginals(mu, var, var_site, log_zq, {})
+        m_c, v_c, _ = E.cavity(q, l1, l2)
+        tilted = self.lik.log_tilted(yb, m_c, v_c + q.extra)
+        return log_zq + scale * (tilted - E._log_site_cavity(l1, l2, m_c, v_c)).sum(), Phi, sites
+
+    def _chunks(self, size: int = 4096):
+        n = self.X.shape[0]
+        for s in range(0, n, size):
+            yield self._to_dev(self.X[s:s + size]), self._to_dev(self.y[s:s + size])
+
+    def _to_dev(self, t):
+        return t.to(self.device, non_blocking=True)
+
+    def objective(self, kind: str, engine=None, sites=None) -> torch.Tensor:
+        """``kind`` over all the data (streamed in chunks; differentiable in theta)."""
+        if kind == "laplace":
+            raise ValueError("a minibatched fit has no Laplace evidence; use kind='ep' or "
+                             "'elbo'.")
+        Luu = _chol_uu(self.kernel, self.Z)
+        total = None
+        for Xb, yb in self._chunks():
+            t = self._terms(kind, Luu, Xb, yb, 1.0)[0]
+            # log Z_q (and the ELBO's site term) once, not once per chunk
+            total = t if total is None else total + t - self._global_term(kind, Luu)
+        return total
+
+    def _global_term(self, kind, Luu):
+        LB, mw, log_zq, tr, Lam_w, eta_w = self._whiten(Luu, need_trace=kind == "elbo")
+        if kind == "elbo":
+            site = (eta_w * mw).sum() - 0.5 * (mw @ Lam_w @ mw + (Lam_w.shape[0] - tr))
+            return log_zq - site
+        return log_zq
+
+    def energies(self, engine=None) -> dict[str, float]:
+        with torch.no_grad():
+            return {"elbo": float(self.objective("elbo")),
+                    "ep_energy": float(self.objective("ep"))}
+
+    # -- the schedule -----------------------------------------------------------------------
+    def _epoch(self, gen, beta_of, adam=None, kind="ep"):
+        """One pass over a fresh permutation: per batch, the objective estimate and its
+        Adam step, then the CVI update from the same marginals (one forward per batch)."""
+        n, b = self.X.shape[0], min(self.batch_size, self.X.shape[0])
+        perm = torch.randperm(n, generator=gen)
+        total, nb = 0.0, 0
+        params = self.params()
+        scale = n / b
+        for k, s in enumerate(range(0, n - b + 1, b), start=1):
+            idx = perm[s:s + b]
+            Xb, yb = self._to_dev(self.X[idx]), self._to_dev(self.y[idx])
+            with torch.no_grad():  # the objective estimate and the CVI step (no gradients)
+                Luu = _chol_uu(self.kernel, self.Z)
+                obj, Phi, (t1, t2) = self._terms(kind, Luu, Xb, yb, scale)
+                A = torch.linalg.solve_triangular(Luu.T, Phi, upper=True)  # K_uu^-1 K_uB
+                lam = scale * (A * t2) @ A.T
+                beta = beta_of(k)
+                new_l2 = (1.0 - beta) * self.l2 + beta * 0.5 * (lam + lam.T)
+                new_l1 = (1.0 - beta) * self.l1 + beta * scale * (A @ t1)
+            if adam is not None:  # theta step on THETA_BATCH rows of the batch, sites frozen
+                tb = min(THETA_BATCH, b)
+                adam.zero_grad()
+                o, _, _ = self._terms(kind, _chol_uu(self.kernel, self.Z), Xb[:tb], yb[:tb],
+                                      n / tb)
+                (-o / n).backward()
+                adam.step()
+                with torch.no_grad():
+                    for p in params:
+                        p.clamp_(-THETA_BOUND, THETA_BOUND)
+            self.l1, self.l2 = new_l1, new_l2
+            self._step += 1
+            total += float(obj)
+            nb += 1
+        return total / max(nb, 1)
+
+    def fit(self, progress) -> MinibatchFit:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        from probest.gaussian_process._guards import linalg_error
+
+        kind = DEFAULT_KIND[self.mode]
+        opt = self.opt
+        n, b = self.X.shape[0], min(self.batch_size, self.X.shape[0])
+        gen = torch.Generator().manual_seed(self.seed)
+        self._step = 0
+
+        def beta_sched(_k):
+            return max(b / n, opt.cvi_lr / (1.0 + self._step * b / n))
+
+        params = self.params()
+        adam = torch.optim.Adam(params, lr=self.lr) if params else None
+        best, best_state, worse = -math.inf, None, 0
+        self.converged, self.stopped_by = False, "max_iter"
+        try:
+            for epoch in range(1, opt.max_iter + 1):
+                if adam is not None:
+                    for g in adam.param_groups:
+                        g["lr"] = self.lr / math.sqrt(epoch)
+                value = self._epoch(gen, beta_sched, adam, kind)
+                self.n_iter = epoch
+                progress.log(objective=value, kind=kind, epoch=epoch, beta=beta_sched(0))
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{self.mode}: the objective became {value}.")
+                self.history.append({"epoch": epoch, "objective": value})
+                if value > best + opt.tol * (1.0 + abs(best)) or best_state is None:
+                    best, worse = value, 0
+                    best_state = (self.theta(), self.l1.clone(), self.l2.clone())
+                    continue
+                worse += 1  # the epoch mean did not rise: stop after PATIENCE such epochs
+                if worse >= PATIENCE:
+                    self.set_theta(best_state[0])
+                    self.l1, self.l2 = best_state[1], best_state[2]
+                    self.converged = True
+                    self.stopped_by = ("ep_energy_decrease" if self.mode == "hybrid"
+                                       else "tolerance")
+                    break
+            # the closing pass: frozen theta, beta_k = 1/k (the data average of the targets)
+            self.objective_value = self._epoch(gen, lambda k: 1.0 / k, None, kind)
+            self.finalize()
+        except torch.linalg.LinAlgError as err:
+            raise linalg_error(self.mode) from err
+        if not self.converged:
+            warnings.warn(
+                f"minibatched {self.mode} did not converge in max_iter={opt.max_iter} epochs; "
+                "increase max_iter.", ConvergenceWarning)
+        return self
+
+    def e_step(self, n_steps, engine=None, converge=False, max_steps=2000):
+        """Site updates at the current theta: ``n_steps`` epochs of minibatch CVI (or enough
+        to converge), each closed by a running-average epoch."""
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        self._step = 0
+        for _ in range(max(n_steps, 10 if converge else 1)):
+            self._epoch(gen, lambda k: max(1.0 / k, self.opt.cvi_lr), None)
+        self._epoch(gen, lambda k: 1.0 / k, None)
+
+    def finalize(self) -> None:
+        with torch.no_grad():
+            Luu = _chol_uu(self.kernel, self.Z)
+            LB, mw, *_ = self._whiten(Luu)
+            self.state = {"Luu": Luu, "LB": LB, "mw": mw}
+            if not math.isfinite(self.objective_value):  # loaded fits: one streamed pass
+                self.objective_value = float(self.objective(DEFAULT_KIND[self.mode]))
+
+    def predict_latent(self, Xnew, full_cov=False):
+        with torch.no_grad():
+            return E.SparseEngine.predict(self.kernel, self.Z, self.state,
+                                          Xnew.to(self.Z.device), full_cov)
+
+    def log_marginal_likelihood(self, theta=None, kind=None) -> float:
+        kind = kind or DEFAULT_KIND[self.mode]
+        if theta is None:
+            with torch.no_grad():
+                return float(self.objective(kind))
+        saved = (self.theta(), self.l1.clone(), self.l2.clone())
+        try:
+            self.set_theta(torch.as_tensor(theta, dtype=self.Z.dtype))
+            with torch.no_grad():
+                self.e_step(0, converge=True)
+                return float(self.objective(kind))
+        finally:
+            self.set_theta(saved[0])
+            self.l1, self.l2 = saved[1], saved[2]
