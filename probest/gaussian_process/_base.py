@@ -204,10 +204,11 @@ class _GPBase(TorchEstimator):
             Xt = self._tensor(validate_data(self, X, reset=False, dtype=np.float64))
         locs, covs = [], []
         for f in self.gps_:
-            m, c = f.predict_latent(Xt, full_cov=True)
-            check_finite_latent(m, c.diagonal())
-            c = 0.5 * (c + c.T) + jitter * c.diagonal().mean() * torch.eye(
-                c.shape[0], dtype=c.dtype, device=c.device)
+            m, c = f.predict_latent(Xt, full_cov=True)  # softmax: (C, n), (C, n, n)
+            d = c.diagonal(dim1=-2, dim2=-1)
+            check_finite_latent(m, d)
+            c = 0.5 * (c + c.transpose(-1, -2)) + jitter * d.mean(-1)[..., None, None] * (
+                torch.eye(c.shape[-1], dtype=c.dtype, device=c.device))
             locs.append(m)
             covs.append(c)
         if len(locs) == 1:
@@ -233,6 +234,10 @@ class _GPBase(TorchEstimator):
             "X": f.X.clone(), "y": f.y, "Z": f.Z, "l1": f.l1, "l2": f.l2, "coef": f.coef,
             "theta": f.theta(), "n_iter": f.n_iter, "converged": f.converged,
             "stopped_by": f.stopped_by, "offset": float(getattr(f.lik, "offset", 0.0)),
+            "fit": ("minibatch" if getattr(f, "minibatch", False) else
+                    "softmax" if f.lik.name == "softmax" else "site"),
+            "batch_size": int(getattr(f, "batch_size", 0)),
+            "seed": int(getattr(f.lik, "seed", getattr(f, "seed", 0))),
         } for f in value]
         for st in states:
             if st["Z"] is None:
@@ -248,11 +253,28 @@ class _GPBase(TorchEstimator):
         for st in value:
             X = st["X"].to(torch.float64)
             kernel = make_kernel(self.kernel, X.shape[1]).to(torch.float64)
+            kind = st.get("fit", "site")
             lik = self._likelihood_for_load()
+            if kind == "softmax":
+                from probest.gaussian_process._softmax import Softmax
+
+                lik = Softmax(lik.n_classes, seed=st["seed"])
             if hasattr(lik, "offset"):
                 lik.offset = st["offset"]
-            f = GPFit(kernel, lik.to(torch.float64), X, st["y"], self.inference, Z=st.get("Z"),
-                      options=self._options())
+            lik = lik.to(torch.float64)
+            if kind == "minibatch":
+                from probest.gaussian_process._minibatch import MinibatchFit
+
+                f = MinibatchFit(kernel, lik, X, st["y"], self.inference, st["Z"],
+                                 self._options(), batch_size=st["batch_size"], seed=st["seed"])
+            elif kind == "softmax":
+                from probest.gaussian_process._multiclass import SoftmaxFit
+
+                f = SoftmaxFit(kernel, lik, X, st["y"], self.inference, Z=st.get("Z"),
+                               options=self._options())
+            else:
+                f = GPFit(kernel, lik, X, st["y"], self.inference, Z=st.get("Z"),
+                          options=self._options())
             f.set_theta(st["theta"])
             f.l1, f.l2, f.coef = st["l1"], st["l2"], st["coef"]
             f.n_iter, f.converged, f.stopped_by = st["n_iter"], st["converged"], st["stopped_by"]

@@ -22,10 +22,13 @@ host memory to the device per batch) and does
 Schedule: ``beta_t = max(b/N, cvi_lr / (1 + t b / N))`` (``t`` counts minibatches, so the
 step decays like one over the epochs and never drops below a memory of one epoch); Adam's rate
 is ``lr / sqrt(1 + epoch)``.  The epoch mean of the minibatch objectives is the hybrid's
-stopping signal: the fit stops as soon as it decreases and restores the previous epoch's
-hyperparameters and sites (the full-batch rule, once per epoch).  A final epoch at frozen
-hyperparameters sets ``beta_k = 1/k`` (``k``-th batch of the epoch), which makes the sites the
-average of the per-batch targets over all the data: a full-data CVI step streamed in batches.
+stopping signal: once it has not reached a new best for ``PATIENCE`` (2) epochs, the fit
+stops and restores the hyperparameters and sites of the best epoch (the full-batch rule "stop
+as soon as the EP energy decreases", made robust to the minibatch noise).  A closing pass at
+frozen hyperparameters sums the per-batch targets over all the data with the sites held fixed
+and then replaces them: one full-data CVI step of size 1, streamed in batches, which removes
+the minibatch noise from the final sites (``e_step`` repeats it to convergence, which is
+exactly full-batch sparse CVI).
 Each step costs ``O(b M^2 + M^3)``.
 """
 
@@ -160,12 +163,15 @@ class MinibatchFit(GPFit):
                     "ep_energy": float(self.objective("ep"))}
 
     # -- the schedule -----------------------------------------------------------------------
-    def _epoch(self, gen, beta_of, adam=None, kind="ep"):
+    def _epoch(self, gen, beta_of, adam=None, kind="ep", accumulate: bool = False):
         """One pass over a fresh permutation: per batch, the objective estimate and its
-        Adam step, then the CVI update from the same marginals (one forward per batch)."""
+        Adam step, then the CVI update from the same marginals (one forward per batch).
+        ``accumulate``: the sites stay fixed during the pass and the data sum of the targets
+        replaces them at its end (one full-data CVI step of size 1, streamed)."""
         n, b = self.X.shape[0], min(self.batch_size, self.X.shape[0])
         perm = torch.randperm(n, generator=gen)
         total, nb = 0.0, 0
+        acc1, acc2 = torch.zeros_like(self.l1), torch.zeros_like(self.l2)
         params = self.params()
         scale = n / b
         for k, s in enumerate(range(0, n - b + 1, b), start=1):
@@ -176,6 +182,12 @@ class MinibatchFit(GPFit):
                 obj, Phi, (t1, t2) = self._terms(kind, Luu, Xb, yb, scale)
                 A = torch.linalg.solve_triangular(Luu.T, Phi, upper=True)  # K_uu^-1 K_uB
                 lam = scale * (A * t2) @ A.T
+                if accumulate:
+                    acc2 += lam / scale
+                    acc1 += A @ t1
+                    total += float(obj)
+                    nb += 1
+                    continue
                 beta = beta_of(k)
                 new_l2 = (1.0 - beta) * self.l2 + beta * 0.5 * (lam + lam.T)
                 new_l1 = (1.0 - beta) * self.l1 + beta * scale * (A @ t1)
@@ -193,6 +205,17 @@ class MinibatchFit(GPFit):
             self._step += 1
             total += float(obj)
             nb += 1
+        if accumulate:
+            rest = perm[nb * b:]  # the rows the last full batch left out
+            if rest.numel():
+                with torch.no_grad():
+                    Xb, yb = self._to_dev(self.X[rest]), self._to_dev(self.y[rest])
+                    Luu = _chol_uu(self.kernel, self.Z)
+                    _, Phi, (t1, t2) = self._terms(kind, Luu, Xb, yb, 1.0)
+                    A = torch.linalg.solve_triangular(Luu.T, Phi, upper=True)
+                    acc2 += (A * t2) @ A.T
+                    acc1 += A @ t1
+            self.l1, self.l2 = acc1, 0.5 * (acc2 + acc2.T)
         return total / max(nb, 1)
 
     def fit(self, progress) -> MinibatchFit:
@@ -238,8 +261,8 @@ class MinibatchFit(GPFit):
                     self.stopped_by = ("ep_energy_decrease" if self.mode == "hybrid"
                                        else "tolerance")
                     break
-            # the closing pass: frozen theta, beta_k = 1/k (the data average of the targets)
-            self.objective_value = self._epoch(gen, lambda k: 1.0 / k, None, kind)
+            # the closing pass: frozen theta, one streamed full-data CVI step
+            self.objective_value = self._epoch(gen, None, None, kind, accumulate=True)
             self.finalize()
         except torch.linalg.LinAlgError as err:
             raise linalg_error(self.mode) from err
@@ -249,14 +272,18 @@ class MinibatchFit(GPFit):
                 "increase max_iter.", ConvergenceWarning)
         return self
 
-    def e_step(self, n_steps, engine=None, converge=False, max_steps=2000):
-        """Site updates at the current theta: ``n_steps`` epochs of minibatch CVI (or enough
-        to converge), each closed by a running-average epoch."""
+    def e_step(self, n_steps, engine=None, converge=False, max_steps=500):
+        """Site updates at the current theta: ``n_steps`` epochs of minibatch CVI (at least
+        one; with ``converge``, until the sites stop moving), then a running-average epoch."""
         gen = torch.Generator().manual_seed(self.seed + 1)
         self._step = 0
-        for _ in range(max(n_steps, 10 if converge else 1)):
-            self._epoch(gen, lambda k: max(1.0 / k, self.opt.cvi_lr), None)
-        self._epoch(gen, lambda k: 1.0 / k, None)
+        for _ in range(max_steps if converge else max(n_steps, 1)):
+            old = (self.l1.clone(), self.l2.clone())
+            self._epoch(gen, None, None, accumulate=True)
+            change = float((self.l1 - old[0]).abs().max() + (self.l2 - old[1]).abs().max())
+            scale = 1.0 + float(self.l1.abs().max() + self.l2.abs().max())
+            if converge and change <= 1e-9 * scale:
+                break
 
     def finalize(self) -> None:
         with torch.no_grad():

@@ -42,7 +42,7 @@ class Softmax(Likelihood):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"the softmax likelihood needs >= 2 classes; got {n_classes}.")
-        self.n_classes = int(n_classes)
+        self.n_classes, self.seed = int(n_classes), int(seed)
         self.register_buffer("eps", _normal_draws(int(n_samples), self.n_classes, seed))
 
     def _onehot(self, y, like):
