@@ -14,7 +14,8 @@ host memory to the device per batch) and does
    targets ``lam2_n = -2 g_v``, ``lam1_n = g_m - 2 m_n g_v``; with ``A = K_uu^-1 K_uB``,
    ``Lam <- (1-beta) Lam + beta (N/b) A diag(lam2) A^T``, ``eta <- (1-beta) eta + beta (N/b) A lam1``
    (the stochastic form of the full-batch CVI update; a full batch gives exactly CVI);
-2. **one Adam step on theta** on the minibatch estimate of the objective with the sites frozen:
+2. **Adam steps on theta**, one per 512-row slice of the batch (so ``ceil(N/512)`` steps per
+   epoch whatever ``b``), on the slice's estimate of the objective with the sites frozen:
    the hybrid's EP energy ``log Z_q + (N/b) sum_B [log int p(y_n|f) q_cav - log int t_n q_cav]``
    (per-point sites: the CVI targets of step 1, i.e. the fixed point of CVI), or the ELBO
    ``log Z_q - E_q[log t] + (N/b) sum_B E_q[log p(y_n|f_n)]`` for ``inference="vi"``.
@@ -43,7 +44,7 @@ from probest.gaussian_process._gp import DEFAULT_KIND, GPFit
 from probest.gaussian_process._guards import THETA_BOUND
 
 MINIBATCH_MODES = ("vi", "hybrid")
-THETA_BATCH = 512  # rows of each minibatch that the hyperparameter step differentiates
+THETA_BATCH = 512  # rows per hyperparameter (Adam) step: each batch gives ceil(b / 512) steps
 PATIENCE = 2  # epochs without a new best epoch-mean objective before the stop
 
 
@@ -191,11 +192,12 @@ class MinibatchFit(GPFit):
                 beta = beta_of(k)
                 new_l2 = (1.0 - beta) * self.l2 + beta * 0.5 * (lam + lam.T)
                 new_l1 = (1.0 - beta) * self.l1 + beta * scale * (A @ t1)
-            if adam is not None:  # theta step on THETA_BATCH rows of the batch, sites frozen
-                tb = min(THETA_BATCH, b)
+            # theta steps, sites frozen: one Adam step per THETA_BATCH-row slice of the batch
+            for r in (range(0, b, THETA_BATCH) if adam is not None else ()):
+                Xs, ys = Xb[r:r + THETA_BATCH], yb[r:r + THETA_BATCH]
                 adam.zero_grad()
-                o, _, _ = self._terms(kind, _chol_uu(self.kernel, self.Z), Xb[:tb], yb[:tb],
-                                      n / tb)
+                o, _, _ = self._terms(kind, _chol_uu(self.kernel, self.Z), Xs, ys,
+                                      n / Xs.shape[0])
                 (-o / n).backward()
                 adam.step()
                 with torch.no_grad():
