@@ -40,8 +40,13 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
         The inference mode (above).
     link : {"probit", "logit"}, default="probit"
         Likelihood ``p(y = 1 | f)``.
-    multi_class : {"one_vs_rest"}, default="one_vs_rest"
-        One binary GP per class, probabilities normalised.
+    multi_class : {"one_vs_rest", "softmax"}, default="one_vs_rest"
+        ``"one_vs_rest"``: one binary GP per class, probabilities normalised.
+        ``"softmax"``: one latent GP per class (shared kernel) under a joint softmax
+        likelihood and one joint posterior (sites per point and class; Monte Carlo
+        expectations with fixed quasi-random draws); for ``inference`` "hybrid", "vi" and
+        "laplace", exact or sparse (EP is refused: its tilted moments have no closed form).
+        Binary problems use the one-GP binary model either way.
     inducing_points : array-like of shape (n_inducing, n_features), optional
         Given points make the model sparse.
     n_inducing : int, optional
@@ -67,6 +72,13 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
         Torch device of the fit.
     dtype : {"float64", "float32"}, default="float64"
         Floating dtype of the fit.
+    batch_size : int or None, default=None
+        Minibatched sparse inference (``inference`` "vi" or "hybrid"; binary and
+        one-vs-rest): sites on the inducing values updated by stochastic CVI steps from
+        batches of this many rows streamed from host memory, hyperparameters by Adam on
+        minibatch estimates of the objective, ``max_iter`` counting epochs; the model is
+        sparse (256 k-means inducing points unless ``n_inducing``/``inducing_points``).  The
+        step sizes are in ``docs/gaussian_process.md``.  None: full-batch inference.
 
     Attributes
     ----------
@@ -81,7 +93,9 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
     theta_names_ : list of str
         Names of the entries of ``theta_``.
     sites_ : dict
-        The site parameters ``{"l1", "l2"}`` of the posterior.
+        The site parameters ``{"l1", "l2"}`` of the posterior: per point (shape ``(n,)``),
+        per class and point for ``multi_class="softmax"`` (``(n_classes, n)``), or on the
+        inducing values for ``batch_size`` (``(m,)`` and ``(m, m)``).
     log_marginal_likelihood_value_ : float
         The objective named by ``objective_`` at the optimum.
     objective_ : str
@@ -104,7 +118,8 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
     n_features_in_ : int
         Number of features seen in ``fit``.
 
-    One-vs-rest makes per-class lists of the per-GP attributes.
+    One-vs-rest makes per-class lists of the per-GP attributes; the softmax model has one
+    joint fit (one ``theta`` shared by the classes).
 
     Examples
     --------
@@ -116,6 +131,12 @@ class GaussianProcessClassifier(ClassifierMixin, _GPBase):
     (['lengthscale', 'outputscale'], 'ep')
     >>> clf.predict_proba(X[:2]).shape, clf.to_pyro(X[:3]).batch_shape
     ((2, 2), torch.Size([3]))
+    >>> from sklearn.datasets import load_iris
+    >>> Xi, yi = load_iris(return_X_y=True)
+    >>> soft = GaussianProcessClassifier(multi_class="softmax", inference="vi",
+    ...                                  random_state=0).fit(Xi[::3], yi[::3])
+    >>> soft.predict_proba(Xi[:2]).shape, soft.to_pyro(Xi[:4], latent=True).batch_shape
+    ((2, 3), torch.Size([3]))
     """
     _spec = EstimatorSpec(outputs=("predict", "predict_proba"))
     _constraints = {**_GPBase._constraints, "link": (Options({"probit", "logit"}),),
