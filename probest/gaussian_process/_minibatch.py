@@ -15,7 +15,8 @@ host memory to the device per batch) and does
    ``Lam <- (1-beta) Lam + beta (N/b) A diag(lam2) A^T``, ``eta <- (1-beta) eta + beta (N/b) A lam1``
    (the stochastic form of the full-batch CVI update; a full batch gives exactly CVI);
 2. **Adam steps on theta**, one per 512-row slice of the batch (so ``ceil(N/512)`` steps per
-   epoch whatever ``b``), on the slice's estimate of the objective with the sites frozen:
+   epoch whatever ``b``; beyond ``N = 20000`` only the first ``20000 b / N`` rows of each
+   batch, at least one slice), on the slice's estimate of the objective, sites frozen:
    the hybrid's EP energy ``log Z_q + (N/b) sum_B [log int p(y_n|f) q_cav - log int t_n q_cav]``
    (per-point sites: the CVI targets of step 1, i.e. the fixed point of CVI), or the ELBO
    ``log Z_q - E_q[log t] + (N/b) sum_B E_q[log p(y_n|f_n)]`` for ``inference="vi"``.
@@ -45,6 +46,7 @@ from probest.gaussian_process._guards import THETA_BOUND
 
 MINIBATCH_MODES = ("vi", "hybrid")
 THETA_BATCH = 512  # rows per hyperparameter (Adam) step: each batch gives ceil(b / 512) steps
+THETA_ROWS = 20000  # rows per epoch that the hyperparameter steps see at most (large N)
 PATIENCE = 2  # epochs without a new best epoch-mean objective before the stop
 
 
@@ -193,7 +195,9 @@ class MinibatchFit(GPFit):
                 new_l2 = (1.0 - beta) * self.l2 + beta * 0.5 * (lam + lam.T)
                 new_l1 = (1.0 - beta) * self.l1 + beta * scale * (A @ t1)
             # theta steps, sites frozen: one Adam step per THETA_BATCH-row slice of the batch
-            for r in (range(0, b, THETA_BATCH) if adam is not None else ()):
+            # (of its first THETA_ROWS * b / n rows beyond THETA_ROWS rows of data)
+            rows = b if n <= THETA_ROWS else max(min(b, THETA_BATCH), b * THETA_ROWS // n)
+            for r in (range(0, rows, THETA_BATCH) if adam is not None else ()):
                 Xs, ys = Xb[r:r + THETA_BATCH], yb[r:r + THETA_BATCH]
                 adam.zero_grad()
                 o, _, _ = self._terms(kind, _chol_uu(self.kernel, self.Z), Xs, ys,
