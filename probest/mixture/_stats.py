@@ -57,10 +57,12 @@ def precisions_cholesky(covariances: torch.Tensor, covariance_type: str) -> torc
 
     Raises ``ValueError`` naming ``reg_covar`` when a covariance is not positive definite.
     """
-    msg = (
+    msg = (  # scikit-learn's wording, then probest's hint
         "Fitting the mixture model failed because some components have ill-defined "
-        "(singular or non positive definite) covariance matrices. Increase reg_covar "
-        "(e.g. reg_covar=1e-4), reduce n_components, or standardise/deduplicate the data."
+        "empirical covariance (for instance caused by singleton or collapsed samples). "
+        "Try to decrease the number of components, increase reg_covar, or scale the input "
+        "data. (The covariances were singular or not positive definite: e.g. "
+        "reg_covar=1e-4, or standardise/deduplicate the data.)"
     )
     if covariance_type in ("full", "tied"):
         cov = covariances if covariance_type == "full" else covariances[None]
@@ -213,6 +215,8 @@ def e_step_stats(
     are cached on ``chunks.cache`` (when the data are not streamed): the E-step is then one
     GEMM against them and the statistics another.
     """
+    if hasattr(chunks, "e_step"):  # clients with their own E-step (missing entries)
+        return chunks.e_step(log_weights, params, ref)
     total = None
     diag = params.covariance_type == "diag"
     cache = getattr(chunks, "cache", None) if diag else None
