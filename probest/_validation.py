@@ -193,7 +193,7 @@ def _sklearn_message(est: Any, name: str, value: Any, forms: tuple) -> str:
     words = [w for f in forms for w in _sklearn_words(f)]
     allowed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
     return (f"The {name!r} parameter of {type(est).__name__} must be {allowed}. "
-            f"Got {value!r} instead ({name}={value!r}).")
+            f"Got {value!r} instead. {name}={value!r} is not valid.")
 
 
 def check_params(est: Any, constraints: Mapping[str, tuple], *, style: str = "probest") -> None:
@@ -202,7 +202,8 @@ def check_params(est: Any, constraints: Mapping[str, tuple], *, style: str = "pr
 
     Raises ``ValueError`` "name=value is not valid for Cls: name must be ...";
     with ``style="sklearn"`` an :class:`InvalidParameterError` in scikit-learn's wording,
-    "The 'name' parameter of Cls must be .... Got value instead (name=value)." (the drop-ins
+    "The 'name' parameter of Cls must be .... Got value instead. name=value is not valid."
+    (scikit-learn's sentence first, so code matching it keeps working; the drop-ins
     use it, so code matching scikit-learn's messages keeps working).
     """
     params = est.get_params(deep=False)
@@ -291,6 +292,8 @@ def check_scale(X: np.ndarray, *, owner: str, dtype: Any = "float64", name: str 
     n = X.shape[0] if n_rows is None else max(int(n_rows), X.shape[0])
     d = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
     limit = float(np.sqrt(fmax / (_HEADROOM.get(size, 10.0) * n * d)))
+    if X.dtype.kind == "f" and limit >= float(np.finfo(X.dtype).max):
+        return  # e.g. float32 data fitted in float64: no entry can reach the limit
     with np.errstate(invalid="ignore"):
         big = np.abs(X.reshape(X.shape[0], -1)) > limit
     if not big.any():

@@ -92,7 +92,8 @@ def impute_rows(X: torch.Tensor, params: GaussParams, log_weights: torch.Tensor)
         logp, full, _ = _conditional(X[rows], obs, mis, params.means, S)
         lp = logp + log_weights
         r = torch.exp(lp - torch.logsumexp(lp, 1, keepdim=True))
-        out[rows] = (r.unsqueeze(2) * full).sum(1)
+        Xg = X[rows]
+        out[rows] = torch.where(torch.isnan(Xg), (r.unsqueeze(2) * full).sum(1), Xg)
     return out
 
 
