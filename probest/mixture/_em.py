@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
 from probest.mixture._stats import GaussParams, SuffStats, e_step_stats, m_step, stats_from_resp
 
@@ -261,7 +260,7 @@ def run_em(
                 f"Components {torch.nonzero(empty).flatten().tolist()} received no "
                 "responsibility mass; they keep their previous mean/covariance with weight "
                 "~0. Use fewer components or a different initialisation.",
-                ConvergenceWarning, stacklevel=3,  # a UserWarning, as scikit-learn's
+                UserWarning, stacklevel=3,
             )
             warned = True
         if personalize:
