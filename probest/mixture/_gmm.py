@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import warnings
 
@@ -235,12 +237,20 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         if device is not None:
             self.device_ = device
 
+    @contextlib.contextmanager
+    def _fit_context(self):
+        """The house fit context, with ``ctx.seed`` (the initialisation seed) equal to an
+        int ``random_state`` itself, so the first k-means start is scikit-learn's
+        ``KMeans(random_state=random_state)``; torch is still seeded from the drawn seed.
+        Subclasses (FederatedGaussianMixture) start from the same seed."""
+        with super()._fit_context() as ctx:
+            rs = getattr(self, "random_state", None)
+            if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
+                ctx = dataclasses.replace(ctx, seed=int(rs))
+            yield ctx
+
     def _init_seed(self, ctx) -> int:
-        """The k-means seed: an int ``random_state`` itself (so the first start is
-        scikit-learn's ``KMeans(random_state=random_state)``), else the drawn seed."""
-        rs = self.random_state
-        if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
-            return int(rs)
+        """The k-means seed of the first start (see :meth:`_fit_context`)."""
         return ctx.seed
 
     def fit(self, X, y=None, sample_weight=None):
