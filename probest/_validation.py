@@ -166,11 +166,45 @@ def _describe(form: Any) -> str:
     return form.describe()
 
 
-def check_params(est: Any, constraints: Mapping[str, tuple]) -> None:
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter outside its constraints (a ``ValueError`` and a
+    ``TypeError``, as scikit-learn's exception of the same name)."""
+
+
+def _sklearn_words(form: Any) -> list[str]:
+    """``form`` in scikit-learn's wording (one entry per constraint it stands for)."""
+    if form == "boolean":
+        return ["an instance of 'bool'", "an instance of 'numpy.bool'"]
+    if isinstance(form, Options) and all(isinstance(v, str) for v in form.values):
+        return ["a str among {" + ", ".join(repr(v) for v in sorted(form.values)) + "}"]
+    if isinstance(form, type):
+        return [f"an instance of '{form.__name__}'"]
+    if isinstance(form, Check) and form.predicate is _is_verbose:
+        return ["an int in the range [0, inf)", "an instance of 'bool'",
+                "an instance of 'numpy.bool'"]
+    if isinstance(form, Check) and form.predicate is _is_random_state:
+        return ["an int in the range [0, 4294967295]",
+                "an instance of 'numpy.random.mtrand.RandomState'",
+                "an instance of 'numpy.random.Generator'"]
+    return [_describe(form)]
+
+
+def _sklearn_message(est: Any, name: str, value: Any, forms: tuple) -> str:
+    words = [w for f in forms for w in _sklearn_words(f)]
+    allowed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+    return (f"The {name!r} parameter of {type(est).__name__} must be {allowed}. "
+            f"Got {value!r} instead. {name}={value!r} is not valid.")
+
+
+def check_params(est: Any, constraints: Mapping[str, tuple], *, style: str = "probest") -> None:
     """Check ``est``'s constructor parameters against ``constraints`` (plus
     :data:`SHARED_CONSTRAINTS` for the shared ones it has).
 
-    Raises ``ValueError`` "name=value is not valid for Cls: name must be ...".
+    Raises ``ValueError`` "name=value is not valid for Cls: name must be ...";
+    with ``style="sklearn"`` an :class:`InvalidParameterError` in scikit-learn's wording,
+    "The 'name' parameter of Cls must be .... Got value instead. name=value is not valid."
+    (scikit-learn's sentence first, so code matching it keeps working; the drop-ins
+    use it, so code matching scikit-learn's messages keeps working).
     """
     params = est.get_params(deep=False)
     table = {k: v for k, v in SHARED_CONSTRAINTS.items() if k in params}
@@ -181,6 +215,8 @@ def check_params(est: Any, constraints: Mapping[str, tuple]) -> None:
         value = params[name]
         if any(_accepts(f, value) for f in forms):
             continue
+        if style == "sklearn":
+            raise InvalidParameterError(_sklearn_message(est, name, value, forms))
         allowed = " or ".join(_describe(f) for f in forms)
         raise ValueError(f"{name}={value!r} is not valid for {type(est).__name__}: {name} "
                          f"must be {allowed}.")
@@ -256,6 +292,8 @@ def check_scale(X: np.ndarray, *, owner: str, dtype: Any = "float64", name: str 
     n = X.shape[0] if n_rows is None else max(int(n_rows), X.shape[0])
     d = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
     limit = float(np.sqrt(fmax / (_HEADROOM.get(size, 10.0) * n * d)))
+    if X.dtype.kind == "f" and limit >= float(np.finfo(X.dtype).max):
+        return  # e.g. float32 data fitted in float64: no entry can reach the limit
     with np.errstate(invalid="ignore"):
         big = np.abs(X.reshape(X.shape[0], -1)) > limit
     if not big.any():

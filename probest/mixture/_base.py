@@ -30,52 +30,81 @@ def params_to_numpy(est, params: GaussParams, weights: torch.Tensor | None) -> N
     )
 
 
+def host(a) -> np.ndarray:
+    """``a`` as a host numpy array (torch tensors on any device included)."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
 def params_from_numpy(est) -> GaussParams:
     """The fitted Gaussian components as tensors on ``device_``/``dtype_``."""
     dev, dt = est.device_, est.dtype_
     return GaussParams(
-        torch.tensor(np.asarray(est.means_), device=dev, dtype=dt),
-        torch.tensor(np.asarray(est.covariances_), device=dev, dtype=dt),
-        torch.tensor(np.asarray(est.precisions_cholesky_), device=dev, dtype=dt),
+        torch.as_tensor(host(est.means_), device=dev, dtype=dt),
+        torch.as_tensor(host(est.covariances_), device=dev, dtype=dt),
+        torch.as_tensor(host(est.precisions_cholesky_), device=dev, dtype=dt),
         est.covariance_type,
     )
 
 
+def _check_shape(a: np.ndarray, shape: tuple, name: str, hint: str = "") -> None:
+    if a.shape != shape:  # scikit-learn's wording
+        raise ValueError(f"The parameter {name!r} should have the shape of {shape}, but got "
+                         f"{a.shape}{hint}")
+
+
+def _check_weights(w: np.ndarray, K: int) -> None:
+    _check_shape(w, (K,), "weights", "; check weights_init.")
+    if (w < 0).any() or (w > 1).any():
+        # scikit-learn's exact text (its labels are swapped), then the true range
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got max value "
+            f"{np.min(w):.5f}, min value {np.max(w):.5f} (weights_init ranges from "
+            f"{np.min(w):.5f} to {np.max(w):.5f}).")
+    atol = 1e-6 if w.dtype == np.float32 else 1e-8  # scikit-learn's tolerances
+    if not np.allclose(float(np.abs(1.0 - np.sum(w))), 0.0, atol=atol):
+        raise ValueError("The parameter 'weights' should be normalized, but got "
+                         f"sum(weights) = {np.sum(w):.5f}")
+
+
+def _check_precisions(p: np.ndarray, ct: str) -> None:
+    """scikit-learn's rule: full/tied precisions symmetric with positive eigenvalues (a
+    non-symmetric matrix is rejected, not symmetrised); diag/spherical entries > 0."""
+    if ct in ("full", "tied"):
+        mats = p if ct == "full" else p[None]
+        for m in mats:
+            if not (np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0.0)):
+                raise ValueError(f"'{ct} precision' should be symmetric, positive-definite "
+                                 "(precisions_init).")
+    elif np.any(np.less_equal(p, 0.0)):
+        raise ValueError(f"'{ct} precision' should be positive (precisions_init).")
+
+
 def user_params(est, n_features: int, device, dtype) -> dict:
-    """Validate and convert ``weights_init``/``means_init``/``precisions_init``."""
+    """Validate and convert ``weights_init``/``means_init``/``precisions_init`` (the
+    messages are scikit-learn's)."""
     K, d, ct = est.n_components, n_features, est.covariance_type
     out = {}
     if est.weights_init is not None:
-        w = np.asarray(est.weights_init, dtype=float)
-        if w.shape != (K,):
-            raise ValueError(f"weights_init must have shape ({K},), got {w.shape}.")
-        if (w < 0).any() or (w > 1).any() or not np.isclose(w.sum(), 1.0):
-            raise ValueError("weights_init must be non-negative, at most 1 and sum to 1.")
+        w = host(est.weights_init)
+        w = w if w.dtype.kind == "f" else w.astype(float)  # float32 sums as scikit-learn's
+        _check_weights(w, K)
         out["weights"] = torch.tensor(w, device=device, dtype=dtype)
     if est.means_init is not None:
-        m = np.asarray(est.means_init, dtype=float)
-        if m.shape != (K, d):
-            raise ValueError(f"means_init must have shape ({K}, {d}), got {m.shape}.")
+        m = host(est.means_init).astype(float)
+        _check_shape(m, (K, d), "means", "; check means_init.")
         out["means"] = torch.tensor(m, device=device, dtype=dtype)
     if est.precisions_init is not None:
         shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[ct]
-        p = np.asarray(est.precisions_init, dtype=float)
-        if p.shape != shape:
-            raise ValueError(
-                f"precisions_init must have shape {shape} for covariance_type={ct!r}, "
-                f"got {p.shape}."
-            )
+        p = host(est.precisions_init).astype(float)
+        _check_shape(p, shape, f"{ct} precision", "; check precisions_init.")
+        _check_precisions(p, ct)
         P = torch.tensor(p, device=device, dtype=dtype)
         if ct in ("full", "tied"):
-            P = 0.5 * (P + P.mT)
-            chol, info = torch.linalg.cholesky_ex(P)
-            if bool((info != 0).any()):
-                raise ValueError("precisions_init must be symmetric positive definite.")
             # sklearn: precisions_cholesky = cholesky(P, lower); upper factor U with U U^T = P
-            out["precisions_cholesky"] = chol
+            out["precisions_cholesky"] = torch.linalg.cholesky(P)
         else:
-            if bool((P <= 0).any()):
-                raise ValueError("precisions_init must be strictly positive.")
             out["precisions_cholesky"] = P.sqrt()
     return out
 
@@ -113,10 +142,15 @@ def weighted_log_prob(est, X: np.ndarray, log_weights: torch.Tensor,
     """``log pi_k + log N(x; mu_k, Sigma_k)`` as an (n, K) tensor, chunked; rows that cannot
     be evaluated in floating point raise ``ValueError`` (see :func:`check_finite_log_density`)."""
     params = params_from_numpy(est)
-    Xt = torch.tensor(np.asarray(X), device=est.device_, dtype=est.dtype_)
+    Xt = torch.as_tensor(X, device=est.device_, dtype=est.dtype_)
     K, d = params.means.shape
     rows = max(256, 2**20 // (K * d))
-    parts = [log_gaussian_prob(c, params) + log_weights for c in _chunks(Xt, rows)]
+    if getattr(est, "missing", "raise") == "marginalize" and bool(torch.isnan(Xt).any()):
+        from probest.mixture._missing import log_prob_missing
+
+        parts = [log_prob_missing(c, params) + log_weights for c in _chunks(Xt, rows)]
+    else:
+        parts = [log_gaussian_prob(c, params) + log_weights for c in _chunks(Xt, rows)]
     if not parts:
         return Xt.new_zeros((0, K))
     return check_finite_log_density(est, torch.cat(parts), X, what)
@@ -133,7 +167,7 @@ def sample_mixture(est, n_samples: int, weights: np.ndarray):
     K, d = params.means.shape
     seed = draw_seed(est.random_state)
     rng = np.random.default_rng(seed)
-    w = np.asarray(weights, dtype=float)
+    w = host(weights).astype(float)
     counts = rng.multinomial(n_samples, w / w.sum())
     ct = est.covariance_type
     with seeded(seed, est.device_) as gen:

@@ -64,10 +64,16 @@ class ChunkedData:
 
     def sample_rows(self, max_rows: int | None, rng: np.random.Generator) -> np.ndarray:
         """Host rows for initialisation (all of them, or a uniform subsample)."""
+        return self.sample_rows_weighted(max_rows, rng)[0]
+
+    def sample_rows_weighted(self, max_rows: int | None, rng: np.random.Generator):
+        """``(rows, sample_weight | None)`` for initialisation (the same draw as
+        :meth:`sample_rows`)."""
+        w = self._w_host
         if max_rows is None or self.n_samples <= max_rows:
-            return np.asarray(self.host)
+            return np.asarray(self.host), w
         idx = np.sort(rng.choice(self.n_samples, size=max_rows, replace=False))
-        return np.asarray(self.host[idx])
+        return np.asarray(self.host[idx]), (None if w is None else w[idx])
 
 
 # ----------------------------------------------------------------------------- init
@@ -183,10 +189,11 @@ def initial_params(clients, K, cov_type, reg_covar, method, seed, gen, init_rows
         local = [random_stats(cl, K, ref, cov_type, gen) for cl in clients]
     else:
         rng = np.random.default_rng(seed)
-        rows = [cl.sample_rows(init_rows, rng) for cl in clients]
+        drawn = [_rows_weighted(cl, init_rows, rng) for cl in clients]
+        rows = [r for r, _ in drawn]
         counts = engine.gather(len(clients))
-        if sum(counts) == 1:
-            centers = _kmeans_centers(rows[0], K, method, seed)
+        if sum(counts) == 1:  # scikit-learn's initialisation (weighted by sample_weight)
+            centers = _kmeans_centers(rows[0], K, method, seed, sample_weight=drawn[0][1])
         else:
             offset = sum(counts[: engine.rank])
             mine = [client_summary(X, K, seed + offset + c) for c, X in enumerate(rows)]
@@ -199,6 +206,12 @@ def initial_params(clients, K, cov_type, reg_covar, method, seed, gen, init_rows
     stats = engine.allreduce_stats(sum(local))
     weights, params, _ = m_step(stats, ref, cov_type, reg_covar)
     return params, weights, ref, local
+
+
+def _rows_weighted(client, max_rows, rng):
+    if hasattr(client, "sample_rows_weighted"):
+        return client.sample_rows_weighted(max_rows, rng)
+    return client.sample_rows(max_rows, rng), None
 
 
 # ----------------------------------------------------------------------------- driver
@@ -220,15 +233,19 @@ def run_em(
     aggregate: Callable[[SuffStats], SuffStats] = lambda s: s,
     progress=None,
     log_extra: Callable[[int], dict] | None = None,
+    start_bound: float = -math.inf,
 ) -> dict:
     """EM iterations from ``params``; returns the final state and bookkeeping.
 
     ``log_weights`` holds one ``(K,)`` tensor per client (the same tensor for all when
     ``personalize`` is False).  The lower bound is the mean log-likelihood of the parameters
-    *before* the last M-step, as scikit-learn reports it.
+    *before* the last M-step, as scikit-learn reports it.  ``start_bound`` is the bound the
+    first iteration is compared with: ``-inf`` for a fresh start, the previous fit's
+    ``lower_bound_`` for a warm start (:func:`warm_start_bound`), so that repeated
+    ``warm_start`` fits with a small ``max_iter`` detect convergence as one long fit would.
     """
     cov_type = params.covariance_type
-    lower_bound, converged, n_iter = -math.inf, False, 0
+    lower_bound, converged, n_iter = float(start_bound), False, 0
     bounds = []
     warned = False
     weights = torch.exp(log_weights[0])
@@ -268,3 +285,11 @@ def run_em(
         "n_iter": n_iter,
         "converged": converged,
     }
+
+
+def warm_start_bound(est, warm: bool) -> float:
+    """The bound a (warm-started) fit continues from: the previous ``lower_bound_`` when
+    ``warm`` and one exists, else ``-inf`` (scikit-learn's rule)."""
+    if warm and hasattr(est, "lower_bound_"):
+        return float(est.lower_bound_)
+    return -math.inf
