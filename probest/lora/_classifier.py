@@ -156,7 +156,7 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
                  tfb_criterion="flip", tfb_tol=0.01, anchor_size=500, n_members=5,
                  calibrate=None, validation_fraction=0.1, epochs=3, lr=1e-3,
                  weight_decay=0.01, batch_size=32, max_length=128, cache_frozen_layers=True,
-                 random_state=None, device="cpu", dtype="float32", verbose=0):
+                 random_state=None, device="auto", dtype="float32", verbose=0):
         self._store_params(locals())
 
     def __sklearn_tags__(self):
@@ -384,7 +384,8 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each text."""
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        best = self.predict_proba(X).argmax(1)
+        return self.classes_[best]
 
     def _label_index(self, y) -> np.ndarray:
         y = np.asarray(y)
@@ -420,7 +421,7 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
 
         X = self.reference_texts_ if X is None else X
         draws = self.sample_predictive(X, n_samples)
-        return to_inference_data({"p": draws[None]}, dims={"p": ["text", "class"]},
+        return to_inference_data({"p": draws}, dims={"p": ["text", "class"]},
                                  coords={"class": [str(c) for c in self.classes_]})
 
     def _default_data(self):

@@ -164,7 +164,7 @@ class TFBHandle:
     def __init__(self, model, state, mods, logits_fn, n_samples, seed):
         self.model, self.state, self.mods = model, state, mods
         self.logits_fn, self.n_samples, self.seed = logits_fn, int(n_samples), int(seed)
-        self.sigma, self.search, self.n_forward = 0.0, None, 0
+        self.sigma, self.search, self.n_forward, self.batch_size = 0.0, None, 0, 32
 
     @torch.no_grad()
     def sample_logits(self, batches, sigma: float | None = None, n_samples: int | None = None,
@@ -192,8 +192,12 @@ class TFBHandle:
         return torch.stack(out)
 
     def predict_proba(self, batch, n_samples: int | None = None) -> torch.Tensor:
-        """Class probabilities averaged over ``n_samples`` TFB draws."""
-        logits = self.sample_logits(_batches(batch, 10**9), n_samples=n_samples)
+        """Class probabilities averaged over ``n_samples`` TFB draws (batched as the search
+        was, so the anchors get exactly the draws the search saw)."""
+        dev = next(self.model.parameters()).device
+        batches = [{k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()}
+                   for b in _batches(batch, self.batch_size)]
+        logits = self.sample_logits(batches, n_samples=n_samples)
         return logits.float().softmax(-1).mean(0)
 
     def remove(self) -> None:
@@ -256,6 +260,7 @@ def bayesianize(peft_model: nn.Module, anchor: Any, criterion: str = "flip", tol
     mods.to(dev)
     reparameterize(peft_model, mods)
     handle = TFBHandle(peft_model, state, mods, logits_fn, n_samples, seed)
+    handle.batch_size = int(batch_size)
     batches = [{k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()}
                for b in _batches(anchor, batch_size)]
 
