@@ -59,7 +59,7 @@ def run(args) -> dict:
     from probest.datasets import load_rotten_tomatoes
 
     results = {"args": vars(args), "seeds": []}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         X, y, ood = load_rotten_tomatoes(n=args.n_train + args.n_test, random_state=seed,
                                          return_ood=True)
         rng = np.random.default_rng(seed)
@@ -206,6 +206,9 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, small data (smoke test)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="only merge the --out JSON files of earlier (e.g. per-seed) runs")
     ap.add_argument("--n-train", type=int, default=3000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--n-ood", type=int, default=300)
@@ -222,13 +225,19 @@ def main(argv=None) -> dict:
         args.seeds, args.n_train, args.n_test, args.n_ood = 1, 300, 200, 50
         args.epochs, args.n_samples, args.n_members, args.n_boot = 2, 4, 2, 100
     t0 = time.perf_counter()
-    res = run(args)
+    if args.merge:
+        res = {"args": vars(args), "seeds": []}
+        for f in args.merge:
+            with open(f) as fh:
+                res["seeds"] += json.load(fh)["seeds"]
+    else:
+        res = run(args)
     print()
     print(table(res, args.n_boot))
     print()
     print(acceptance(res))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
-    if args.out:
+    if args.out and not args.merge:
         with open(args.out, "w") as fh:
             json.dump(res, fh)
     if args.plot:

@@ -72,7 +72,34 @@ def quiet(tr):
 
 def make_tiny_backbone(path: str | os.PathLike, seed: int = 0, hidden: int = 16,
                        layers: int = 2) -> pathlib.Path:
-    """Save a tiny random BERT (MiniLM's tokenizer) to ``path``: the test and docs backbone."""
+    """Save a tiny random BERT with MiniLM's tokenizer to ``path`` (kept if already there).
+
+    The backbone of the tests and examples: a few hundred thousand weights, seconds to fit.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Folder to create.
+    seed : int, default=0
+        Seed of the random weights.
+    hidden : int, default=16
+        Hidden size.
+    layers : int, default=2
+        Number of transformer layers.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (pass it as ``backbone``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from probest.lora import make_tiny_backbone
+    >>> path = make_tiny_backbone(pathlib.Path(tempfile.mkdtemp()) / "tiny")
+    >>> (path / "config.json").is_file()
+    True
+    """
     tr = import_optional("transformers", purpose="a tiny random BERT")
     path = pathlib.Path(path)
     if (path / "config.json").is_file():

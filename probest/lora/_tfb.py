@@ -51,12 +51,38 @@ class SearchResult:
 
 def search_sigma(degradation: Callable[[float], float], tol: float, sigma_min: float = 1e-4,
                  sigma_max: float = 1.0, n_iter: int = 12) -> SearchResult:
-    """Geometric bisection for the largest ``sigma`` in ``[sigma_min, sigma_max]`` with
-    ``degradation(sigma) <= tol`` (``degradation`` assumed non-decreasing).
+    """Geometric bisection for the largest ``sigma`` with ``degradation(sigma) <= tol``.
 
-    Returns the **lower** bracket end — a sigma that was evaluated and met the tolerance
-    (the upper end is one that failed).  After ``n_iter`` halvings of ``log(hi/lo)`` the
-    threshold lies within ``[sigma, sigma * (hi/lo)]``.
+    ``degradation`` is assumed non-decreasing on ``[sigma_min, sigma_max]`` (TFB makes it
+    so by evaluating every candidate with the same noise seed).  The result is the
+    **lower** bracket end: a sigma that was evaluated and met the tolerance (the upper end
+    failed).  After ``n_iter`` halvings of ``log(hi / lo)`` the threshold lies in
+    ``[sigma, sigma * hi / lo]``.
+
+    Parameters
+    ----------
+    degradation : callable
+        ``degradation(sigma) -> float``.
+    tol : float
+        The tolerance.
+    sigma_min, sigma_max : float
+        The search interval (``0 < sigma_min < sigma_max``).
+    n_iter : int, default=12
+        Bisection steps.
+
+    Returns
+    -------
+    SearchResult
+        ``sigma`` (0.0 when even ``sigma_min`` fails; ``sigma_max`` when it passes),
+        ``bracket`` and ``history``.
+
+    Examples
+    --------
+    >>> from probest.lora import search_sigma
+    >>> res = search_sigma(lambda s: s, tol=0.05, n_iter=20)  # threshold at 0.05
+    >>> lo, hi = res.bracket
+    >>> lo <= 0.05 < hi, res.sigma == lo
+    (True, True)
     """
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}.")
@@ -247,6 +273,25 @@ def bayesianize(peft_model: nn.Module, anchor: Any, criterion: str = "flip", tol
     -------
     TFBHandle
         ``.sigma``, ``.search``, ``.n_forward``, ``.predict_proba(batch)``, ``.remove()``.
+
+    Examples
+    --------
+    >>> import torch, peft, transformers, warnings
+    >>> from probest.lora import bayesianize
+    >>> _ = torch.manual_seed(0)
+    >>> cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+    ...                               num_attention_heads=2, intermediate_size=32)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", FutureWarning)
+    ...     model = peft.get_peft_model(transformers.BertForSequenceClassification(cfg),
+    ...                                 peft.LoraConfig(r=2, target_modules=["query", "value"]))
+    >>> for n, p in model.named_parameters():  # pretend it was trained: B != 0
+    ...     if "lora_B" in n:
+    ...         _ = p.data.normal_(0, 0.3)
+    >>> anchor = {"input_ids": torch.randint(1, 50, (64, 5))}
+    >>> tfb = bayesianize(model.eval(), anchor, criterion="flip", tol=0.05, n_samples=4)
+    >>> 0 < tfb.sigma <= 1, tfb.predict_proba(anchor).shape
+    (True, torch.Size([64, 2]))
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
