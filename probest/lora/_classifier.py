@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from probest._persist import Fitted, reference
@@ -226,7 +227,7 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
             self.sigma_, self.tfb_search_ = 0.0, []
             if self.method == "tfb":
                 self._bayesianize(net, inp.subset(tr), yi[tr] if va is None else yi[va],
-                                  None if va is None else inp.subset(va), ctx)
+                                  None if va is None else inp.subset(va), ctx.rng)
             self.temperature_ = 1.0
             if self.calibrate == "temperature":
                 logits = self._sample_logits(inp.subset(va), None)
@@ -286,10 +287,10 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
         self.time_per_step_ = (time.perf_counter() - t0) / max(1, steps_total)
         net.set_member(self.members_[0])
 
-    def _bayesianize(self, net, inp_tr, y_val, inp_val, ctx) -> None:
+    def _bayesianize(self, net, inp_tr, y_val, inp_val, rng) -> None:
         _tfb.reparameterize(net.body, net.noise)
         n_anchor = int(min(self.anchor_size, len(inp_tr)))
-        anchor = inp_tr.subset(ctx.rng.choice(len(inp_tr), n_anchor, replace=False))
+        anchor = inp_tr.subset(rng.choice(len(inp_tr), n_anchor, replace=False))
         target = anchor if inp_val is None else inp_val
 
         def probs(sigma: float) -> np.ndarray:
@@ -304,22 +305,56 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
         self.sigma_ = float(res.sigma)
         self.tfb_search_ = [[float(s), float(v)] for s, v in res.history]
 
+    def to_tfb(self, X, criterion: str | None = None, tol: float | None = None):
+        """A copy of this fitted MAP / MLE / MC-dropout adapter Bayesianized by TFB, with
+        the texts ``X`` as anchors (no training: TFB(MAP) without refitting the MAP).
+
+        ``criterion`` and ``tol`` default to ``tfb_criterion`` and ``tfb_tol`` (``"val_nll"``
+        is not available here: it needs labels).  Returns a new estimator with
+        ``method="tfb"``; this one is unchanged.
+        """
+        check_is_fitted(self, "adapter_")
+        if self.method not in ("map", "mle", "mcdropout"):
+            raise ValueError(f"to_tfb needs a deterministic single adapter (map, mle, "
+                             f"mcdropout), not method={self.method!r}.")
+        crit = criterion or self.tfb_criterion
+        if crit == "val_nll":
+            raise ValueError("to_tfb supports the 'flip' and 'nll' criteria (no labels here).")
+        new = clone(self).set_params(method="tfb", tfb_criterion=crit,
+                                     tfb_tol=self.tfb_tol if tol is None else tol)
+        for k in self._fitted_items():
+            setattr(new, k, copy.deepcopy(getattr(self, k)))
+        new._validate_params()
+        net = new._build_live(noise_missing_ok=True)
+        anchors = new._inputs(X)
+        anchors = _engine.encode(net, anchors.seqs, new._live[2], new.device_,
+                                 max(new.batch_size, 64))
+        with seeded(new.seed_ + 2, new.device_):
+            new._bayesianize(net, anchors, None, None, np.random.default_rng(new.seed_))
+        new.adapter_ = _engine.adapter_state(net)
+        return new
+
     # ------------------------------------------------------------------ prediction
     def _net(self):
         """The live network, rebuilt from ``backbone_`` and ``adapter_`` when absent."""
         live = getattr(self, "_live", None)
         if live is None:
-            path = _backbone.resolve_backbone(None if self.backbone_id_ == _backbone.
-                                              DEFAULT_BACKBONE else self.backbone_id_)
-            base, tok = _backbone.load_backbone(path, self.tokenizer, self.dtype_)
-            with torch.random.fork_rng():
-                gen = torch.Generator().manual_seed(0)
-                net = _engine.build_net(base, self, list(self.members_), len(self.classes_),
-                                        gen)
-            _engine.load_adapter(net, {k: torch.as_tensor(v) for k, v in self.adapter_.items()})
-            net.to(self.device_).eval()
-            live = self._live = (net, tok, self._pad_id(tok))
+            self._build_live()
+            live = self._live
         return live
+
+    def _build_live(self, noise_missing_ok: bool = False):
+        path = _backbone.resolve_backbone(None if self.backbone_id_ == _backbone.
+                                          DEFAULT_BACKBONE else self.backbone_id_)
+        with torch.random.fork_rng():  # loading and building never move the global RNGs
+            base, tok = _backbone.load_backbone(path, self.tokenizer, self.dtype_)
+            gen = torch.Generator().manual_seed(0)
+            net = _engine.build_net(base, self, list(self.members_), len(self.classes_), gen)
+        _engine.load_adapter(net, {k: torch.as_tensor(v) for k, v in self.adapter_.items()},
+                             noise_missing_ok)
+        net.to(self.device_).eval()
+        self._live = (net, tok, self._pad_id(tok))
+        return net
 
     def _draws(self, n_samples) -> int:
         s = self.n_samples if n_samples is None else int(n_samples)

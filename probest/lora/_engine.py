@@ -74,9 +74,10 @@ def adapter_state(net: nn.Module) -> dict[str, torch.Tensor]:
             if "lora_" in k or k.startswith(("heads.", "noise."))}
 
 
-def load_adapter(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_adapter(net: nn.Module, state: dict[str, torch.Tensor], noise_missing_ok=False) -> None:
     missing, unexpected = net.load_state_dict(state, strict=False)
-    learned = [k for k in missing if "lora_" in k or k.startswith(("heads.", "noise."))]
+    learned = [k for k in missing if "lora_" in k or k.startswith("heads.") or (
+        k.startswith("noise.") and not noise_missing_ok)]
     if unexpected or learned:
         raise ValueError(f"the saved adapter does not fit this backbone/configuration "
                          f"(unexpected {list(unexpected)[:3]}, missing {learned[:3]}).")

@@ -67,6 +67,20 @@ def test_tfb_sigma_meets_tolerance_and_is_largest_known():
     assert clf.sigma_ == (ok[:, 0].max() if len(ok) else 0.0)
 
 
+def test_to_tfb_bayesianizes_a_fitted_map_without_refitting():
+    clf = _clf(method="map", random_state=0, epochs=2).fit(TEXTS, LABELS)
+    p_map = clf.predict_proba(TEXTS)
+    tfb = clf.to_tfb(TEXTS, tol=0.2)
+    assert tfb.method == "tfb" and clf.method == "map"
+    np.testing.assert_array_equal(clf.predict_proba(TEXTS), p_map)  # the MAP is unchanged
+    np.testing.assert_allclose(tfb.set_params(n_samples=0).predict_proba(TEXTS), p_map,
+                               atol=1e-5)  # SVD re-parameterisation: same mean model
+    flips = np.array(tfb.tfb_search_)
+    assert tfb.sigma_ == max([0.0, *flips[flips[:, 1] <= 0.2, 0]])
+    with pytest.raises(ValueError, match="deterministic"):
+        _clf(method="blob", random_state=0).fit(TEXTS, LABELS).to_tfb(TEXTS)
+
+
 def test_n_samples_zero_is_the_mean_model():
     clf = _clf(method="blob", random_state=0).fit(TEXTS, LABELS)
     mean = clf.set_params(n_samples=0).predict_proba(TEXTS)
