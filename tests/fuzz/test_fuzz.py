@@ -53,6 +53,21 @@ def _dens():
     return _RNG.normal(size=(40, 3)), None
 
 
+def _text():
+    words = {0: ["fine", "fun", "great"], 1: ["dull", "slow", "awful"]}
+    y = np.array(["pos", "neg"] * 8)
+    return [" ".join(_RNG.choice(words[i % 2], 3)) for i in range(16)], y
+
+
+def _tiny_bert():
+    import pathlib
+    import tempfile
+
+    from probest.lora import make_tiny_backbone
+
+    return str(make_tiny_backbone(pathlib.Path(tempfile.gettempdir()) / "probest-tiny-bert-v1"))
+
+
 def _clients(with_y):
     X = [_RNG.normal(size=(12, 3)), _RNG.normal(size=(10, 3)) + 3.0, _RNG.normal(size=(10, 3))]
     return X, ([(x[:, 1] > 0.5).astype(int) for x in X] if with_y else None)
@@ -62,6 +77,9 @@ _FLOW = {"max_iter": 3, "batch_size": 32, "device": "cpu", "random_state": 0}
 
 #: estimator name -> (tiny-budget instance, data, fit kwargs)
 BUDGET = {
+    "BayesianLoRAClassifier": (dict(backbone=_tiny_bert(), r=2, epochs=1, batch_size=8,
+                                    n_samples=2, layers_to_transform=[1], device="cpu",
+                                    random_state=0), _text, {}),
     "AutoregressiveDLMEstimator": (dict(n_components=2, hidden=(8,), **_FLOW),
                                    lambda: (_RNG.integers(0, 6, (40, 3)).astype(float), None), {}),
     "CovariateShiftClassifier": (dict(alpha=1.0, max_iter=20, random_state=0), _clf,
@@ -141,7 +159,11 @@ def _fit_params():
 
 def _predict_params():
     return [pytest.param(name, case, id=f"{name}-{case}", marks=_mark(name, f"predict {case}"))
-            for name in sorted(BUDGET) for case in sorted(predict_cases())]
+            for name in sorted(BUDGET) for case in sorted(predict_cases(_kind(name)))]
+
+
+def _kind(name):
+    return ESTIMATORS[name]._spec.input_kind
 
 
 _DRAW = dict(value=st.sampled_from(EXTREMES), row=st.integers(0, 9), col=st.integers(0, 2))
@@ -177,7 +199,7 @@ def test_predict_contract(name, case):
     if spec.transductive:
         pytest.skip("a clusterer has no method that labels new data")
     Xe = KINDS[spec.input_kind].eval_input(X0)
-    build = predict_cases()[case]
+    build = predict_cases(spec.input_kind)[case]
 
     @settings(database=None)
     @example(value=np.nan, row=1, col=0)
