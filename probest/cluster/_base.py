@@ -20,6 +20,13 @@ SOLVERS = ("auto", "cvxpy", "nlr", "sketch")
 AUTO_CVXPY_MAX = 60
 
 
+def certify_nlr(bl, U, y, labels, n_steps) -> dict[str, Any]:
+    """The nlr certificate (:func:`probest.cluster._nlr.certificate`) plus the step count."""
+    cert = _nlr.certificate(bl, U, y, labels)
+    cert["n_steps"] = n_steps
+    return cert
+
+
 class _SDPClusterBase(ClusterMixin, TorchEstimator):
     """Shared machinery of :class:`SDPKMeans` and :class:`ILASDPClustering`."""
 
@@ -67,7 +74,7 @@ class _SDPClusterBase(ClusterMixin, TorchEstimator):
         return km.fit_predict(rows).astype(np.int64)
 
     def _solve(self, bl: _nlr.Blocks, solver: str, ctx, labels=None, rank: int | None = None,
-               log=None) -> dict[str, Any]:
+               log=None, certify: bool = True) -> dict[str, Any]:
         """Solve the block SDP ``bl`` with cvxpy or nlr; ``labels`` warm-starts nlr (one
         block: Peng–Wei, several: the likelihood-adjusted SDP)."""
         B, n = int(bl.Y.shape[0]), bl.n
@@ -101,16 +108,18 @@ class _SDPClusterBase(ClusterMixin, TorchEstimator):
             labels_out = self._round_rows(_nlr.spectral_rows(res["U"][0], K), ctx.seed)
         else:
             labels_out = _nlr.round_blocks(res["U"]).astype(np.int64)
-        cert = _nlr.certificate(bl, res["U"], res["y"], labels_out)
-        cert["n_steps"] = res["n_steps"]
+        args = (bl, res["U"], res["y"], labels_out, res["n_steps"])
+        cert = certify_nlr(*args) if certify else {"constraint_violation": res["violation"]}
         return {"labels": labels_out, "U": res["U"].cpu().numpy(), "objective": res["objective"],
-                "certificate": cert, "converged": res["converged"], "n_iter": res["n_outer"]}
+                "certificate": cert, "converged": res["converged"], "n_iter": res["n_outer"],
+                "certify": args}
 
-    def _peng_wei(self, Xs: torch.Tensor, solver: str, ctx, log=None) -> dict[str, Any]:
+    def _peng_wei(self, Xs: torch.Tensor, solver: str, ctx, log=None,
+                  certify: bool = True) -> dict[str, Any]:
         K = self.n_clusters
         bl = _nlr.Blocks.build(Xs[None], torch.zeros(1, dtype=Xs.dtype, device=Xs.device),
                                torch.tensor([float(K)], dtype=Xs.dtype, device=Xs.device))
-        return self._solve(bl, solver, ctx, rank=self.rank, log=log)
+        return self._solve(bl, solver, ctx, rank=self.rank, log=log, certify=certify)
 
     # -------------------------------------------------- the fitted mixture
     def _set_mixture(self, X: np.ndarray, labels: np.ndarray, means, covs) -> None:

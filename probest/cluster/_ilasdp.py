@@ -12,7 +12,7 @@ from probest._persist import Fitted
 from probest._validation import Interval, Options
 from probest.base import EstimatorSpec
 from probest.cluster import _nlr
-from probest.cluster._base import SOLVERS, _SDPClusterBase
+from probest.cluster._base import SOLVERS, _SDPClusterBase, certify_nlr
 from probest.cluster._gauss import (
     COVARIANCE_TYPES,
     component_log_prob,
@@ -200,6 +200,8 @@ class ILASDPClustering(_SDPClusterBase):
         covs = fixed if fixed is not None else self._scale**2 * covs.cpu().numpy()
         self._set_mixture(X, self.labels_, means, covs)
         res = out["res"]
+        if "certify" in res:  # the certificate of the SDP whose solution is kept
+            res = dict(res, certificate=certify_nlr(*res["certify"]))
         self.objective_ = float(res["objective"])
         self.log_likelihood_ = float(ll)
         self.membership_ = np.asarray(res["U"], dtype=np.float64)
@@ -232,20 +234,19 @@ class ILASDPClustering(_SDPClusterBase):
             if bool(torch.all(c0 == c0[0, 0] * torch.eye(c0.shape[0], dtype=c0.dtype,
                                                          device=c0.device))):
                 if "pw" not in cache:
-                    cache["pw"] = self._peng_wei(Xr, inner, ctx)
+                    cache["pw"] = self._peng_wei(Xr, inner, ctx, certify=False)
                 return cache["pw"]
             Y, _ = whiten(Xr, covs[:1])
-            return self._peng_wei(Y[0], inner, ctx)
+            return self._peng_wei(Y[0], inner, ctx, certify=False)
         Y, logdet = whiten(Xr, covs)
         bl = _nlr.Blocks.build(Y, logdet, torch.ones(K, dtype=Xr.dtype, device=Xr.device))
-        return self._solve(bl, inner, ctx, labels=labels,
-                           rank=self.rank if self.rank is not None else None)
+        return self._solve(bl, inner, ctx, labels=labels, rank=self.rank, certify=False)
 
     def _iterate(self, Xr, init, fixed_s, inner, ctx, prog):
         n = Xr.shape[0]
         cache: dict = {}
         if init is None:
-            res = cache["pw"] = self._peng_wei(Xr, inner, ctx)
+            res = cache["pw"] = self._peng_wei(Xr, inner, ctx, certify=False)
             labels = res["labels"]
         else:
             labels = init

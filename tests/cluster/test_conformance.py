@@ -31,13 +31,13 @@ class TestILASDPConformance(TestSDPKMeansConformance):
         return ILASDPClustering(2, max_iter=2, **_TINY, **params)
 
 
-_NO_CONVERGE = ("sklearn's checks fit with tiny budgets on data without cluster structure; the "
-                "SDP solver then warns ConvergenceWarning, an error in this suite")
-
-
+# sklearn's checks fit dozens of times on their own data: beyond the default-run budget of
+# this family (each SDP fit is a solver run), so they run with -m slow.  The diagonal
+# covariance keeps sklearn's tiny clusters (n_k <= p) from the fallback warning.
+@pytest.mark.slow
 @sklearn_checks([SDPKMeans(3, **_TINY, random_state=0),
-                 ILASDPClustering(3, max_iter=2, **_TINY, random_state=0)],
-                lambda est: {})
+                 ILASDPClustering(3, covariance_type="diag", max_iter=2, **_TINY,
+                                  random_state=0)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
