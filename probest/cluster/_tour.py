@@ -24,7 +24,7 @@ def _rows(quick: bool, out_dir: pathlib.Path) -> list[TourResult]:
     from probest.metrics import misclustering_error
 
     res: list[TourResult] = []
-    n = 200 if quick else 400
+    n = 120 if quick else 400
     X, y = make_heterogeneous_blobs(n, 10, setting="C", random_state=0)
     data = f"setting C (4 heterogeneous Gaussians, p=10), n={n}"
     with warnings.catch_warnings():
