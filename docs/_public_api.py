@@ -22,6 +22,7 @@ MODULES = (
     "probest.gaussian_process",
     "probest.flows",
     "probest.lora",
+    "probest.cluster",
     "probest.datasets",
     "probest.metrics",
     "probest.compose",

@@ -136,6 +136,10 @@ def misclustering_error(labels_true, labels_pred) -> float:
     >>> round(misclustering_error([0, 0, 1, 1, 2], [2, 2, 0, 0, 0]), 4)
     0.2
     """
+    labels_true, labels_pred = np.asarray(labels_true).ravel(), np.asarray(labels_pred).ravel()
+    if labels_true.shape != labels_pred.shape or labels_true.size == 0:
+        raise ValueError(f"labels_true and labels_pred must be non-empty and of the same length, "
+                         f"got {labels_true.size} and {labels_pred.size}.")
     t = np.unique(labels_true, return_inverse=True)[1]
     p = np.unique(labels_pred, return_inverse=True)[1]
     k = max(t.max(), p.max()) + 1

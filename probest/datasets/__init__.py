@@ -15,4 +15,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "make_gp_classification": "_gaussian_process",
     "load_gp_benchmark": "_gaussian_process",
     "load_rotten_tomatoes": "_lora",
+    "make_heterogeneous_blobs": "_cluster",
 })
