@@ -22,6 +22,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "BanditSimulation": "_simulate",
     "Exp3LearningRateMLE": "_exp3",
     "IdentifiabilityWarning": "_common",
+    "RescorlaWagnerMLE": "_rw",
     "simulate_exp3": "_simulate",
     "simulate_rescorla_wagner": "_simulate",
 })
