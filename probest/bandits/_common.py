@@ -48,7 +48,7 @@ def warn_diagnostics(owner: str, subjects: np.ndarray, diag: dict[str, np.ndarra
     multi = diag["n_local_maxima"] > 1
     if multi.any():
         parts.append(f"several separated maxima lie inside the confidence set for subject(s) "
-                     f"{_fmt_ids(subjects[multi])} (the interval spans them)")
+                     f"{_fmt_ids(subjects[multi])} (weakly identified: a ridge or several optima)")
     if diag["flat_profile"].any():
         parts.append(f"the likelihood is flat over the whole range for subject(s) "
                      f"{_fmt_ids(subjects[diag['flat_profile']])}")

@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import torch
-from scipy.ndimage import label
 from scipy.special import expit
 from scipy.stats import chi2, norm
 
@@ -71,8 +70,8 @@ class RescorlaWagnerMLE(ChoiceModel):
     aic_, bic_ : ndarray of shape (n_subjects,)
         Information criteria (two parameters).
     diagnostics_ : dict of ndarray
-        ``hit_bound`` (an estimate on the search box's edge), ``n_local_maxima`` (separate
-        pieces of the grid's confidence set), ``flat_profile``.
+        ``hit_bound`` (an estimate on the search box's edge), ``n_local_maxima`` (optima
+        refined from three separated grid starts that lie inside the confidence set), ``flat_profile``.
     history_ : list of dict
         One record per search stage.
 
@@ -121,20 +120,36 @@ class RescorlaWagnerMLE(ChoiceModel):
         V = f(to_t(G)).cpu().numpy()
         V = np.where(np.isfinite(V), V, -np.inf)
         grid_v = V.copy()
-        best = G[np.arange(S), V.argmax(1)]
-        best_v = V.max(1)
+        # three starts per subject: the best grid point, then the best ones > 3 cells away
+        ij = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), -1).reshape(-1, 2)
+        rows = np.arange(S)
+        starts, Vm = [], V.copy()
+        for _ in range(3):
+            j = Vm.argmax(1)
+            starts.append(j)
+            far = np.abs(ij[None] - ij[j][:, None]).max(-1) > 3
+            Vm = np.where(far, Vm, -np.inf)
+            Vm[~np.isfinite(Vm).any(1)] = V[~np.isfinite(Vm).any(1)]
+        J = np.stack(starts, 1)  # (S, 3)
+        best = G[rows[:, None], J]  # (S, 3, 2)
+        best_v = V[rows[:, None], J]
         u = np.linspace(-1.0, 1.0, 7)
         local = np.stack(np.meshgrid(u, u, indexing="ij"), -1).reshape(-1, 2)
         width = step.copy()
         for _ in range(10):
-            P = np.clip(best[:, None] + local[None] * width, [a0, b0], [a1, b1])
-            Vp = f(to_t(P)).cpu().numpy()
+            P = np.clip(best[:, :, None] + local[None, None] * width, [a0, b0], [a1, b1])
+            Vp = f(to_t(P.reshape(S, -1, 2))).cpu().numpy().reshape(S, 3, -1)
             Vp = np.where(np.isfinite(Vp), Vp, -np.inf)
-            j = Vp.argmax(1)
-            better = Vp[np.arange(S), j] > best_v
-            best = np.where(better[:, None], P[np.arange(S), j], best)
-            best_v = np.where(better, Vp[np.arange(S), j], best_v)
+            j = Vp.argmax(2)
+            cand = np.take_along_axis(Vp, j[..., None], 2)[..., 0]
+            better = cand > best_v
+            pick = np.take_along_axis(P, j[..., None, None].repeat(2, -1), 2)[:, :, 0]
+            best = np.where(better[..., None], pick, best)
+            best_v = np.where(better, cand, best_v)
             width = width / 2.5
+        k = best_v.argmax(1)
+        self._starts = (best, best_v, best[rows, k])
+        best, best_v = best[rows, k], best_v[rows, k]
         return best, best_v, grid_v, step
 
     def fit(self, actions, rewards=None, subject=None):
@@ -175,13 +190,13 @@ class RescorlaWagnerMLE(ChoiceModel):
             cut = chi2.ppf(self.ci_level, 1) / 2
             box = np.array(_BOX)
             edge = (theta <= box[:, 0] + step / 2) | (theta >= box[:, 1] - step / 2)
-            n = int(self.n_grid)
-            Vg = grid_v.reshape(-1, n, n)
-            high = Vg >= (value - cut)[:, None, None]
-            n_comp = np.array([label(h)[1] for h in high])  # separate pieces of the set
+            ends, ends_v, top = self._starts
+            del self._starts
+            apart = np.abs(ends - top[:, None]).max(-1) > 2 * step.max()
+            n_max = 1 + ((ends_v >= (value - cut)[:, None]) & apart).sum(1)
             self.diagnostics_ = {
                 "hit_bound": edge.any(1),
-                "n_local_maxima": np.maximum(n_comp, 1),
+                "n_local_maxima": n_max,
                 "flat_profile": (np.nanmax(grid_v, 1) - np.nanmin(grid_v, 1)) < cut,
             }
         warn_diagnostics(type(self).__name__, self.subjects_, self.diagnostics_)
