@@ -20,6 +20,11 @@ from probest._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "BanditSimulation": "_simulate",
+    "BayesianExp3": "_bayes",
+    "ConfusionResult": "_workflow",
+    "RecoveryResult": "_workflow",
+    "model_confusion": "_workflow",
+    "parameter_recovery": "_workflow",
     "Exp3LearningRateMLE": "_exp3",
     "IdentifiabilityWarning": "_common",
     "RescorlaWagnerMLE": "_rw",

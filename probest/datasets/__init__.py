@@ -14,4 +14,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "make_flow_toy": "_flows",
     "make_gp_classification": "_gaussian_process",
     "load_gp_benchmark": "_gaussian_process",
+    "load_choice_data": "_bandits",
 })
