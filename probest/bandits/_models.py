@@ -66,7 +66,7 @@ def run_pyro(data, cfg, *, num_warmup, num_samples, num_chains, target_accept, s
         mcmc.run()
         for k, v in mcmc.get_samples().items():
             out.setdefault(k, []).append(v.detach().cpu().numpy())
-        stats = mcmc.diagnostics()
+        stats = mcmc.diagnostics() if num_samples >= 4 else {}  # Pyro needs >= 4 draws
         flags = np.zeros(num_samples, dtype=bool)
         idx = np.asarray(stats.get("divergences", {}).get("chain 0", []), dtype=np.int64)
         flags[idx[(idx >= 0) & (idx < num_samples)]] = True
@@ -139,7 +139,8 @@ def run_numpyro(data_np, cfg, *, num_warmup, num_samples, num_chains, target_acc
                     log_c = numpyro.sample("log_c", ndist.Normal(cfg["mu_loc"], cfg["mu_scale"]))
             numpyro.factor("choices", _jax_loglik(jnp, lax, log_c, data, cfg).sum())
 
-            mcmc = MCMC(NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth),
+        mcmc = MCMC(NUTS(model, target_accept_prob=target_accept,
+                         max_tree_depth=max_tree_depth),
                     num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                     chain_method="sequential", progress_bar=False)
         mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging",))

@@ -53,6 +53,13 @@ def _dens():
     return _RNG.normal(size=(40, 3)), None
 
 
+def _events():
+    from probest.bandits import simulate_exp3
+
+    return simulate_exp3(3, 40, (0.2, 0.8), learning_rate=0.5, gamma=0.05,
+                         random_state=1).events(), None
+
+
 def _clients(with_y):
     X = [_RNG.normal(size=(12, 3)), _RNG.normal(size=(10, 3)) + 3.0, _RNG.normal(size=(10, 3))]
     return X, ([(x[:, 1] > 0.5).astype(int) for x in X] if with_y else None)
@@ -62,6 +69,10 @@ _FLOW = {"max_iter": 3, "batch_size": 32, "device": "cpu", "random_state": 0}
 
 #: estimator name -> (tiny-budget instance, data, fit kwargs)
 BUDGET = {
+    "BayesianExp3": (dict(backend="pyro", gamma=0.1, num_warmup=2, num_samples=3, num_chains=1,
+                          max_tree_depth=2, random_state=0), _events, {}),
+    "Exp3LearningRateMLE": (dict(gamma=0.05, grid=(1e-2, 1e1, 20), random_state=0), _events, {}),
+    "RescorlaWagnerMLE": (dict(n_grid=6, random_state=0), _events, {}),
     "AutoregressiveDLMEstimator": (dict(n_components=2, hidden=(8,), **_FLOW),
                                    lambda: (_RNG.integers(0, 6, (40, 3)).astype(float), None), {}),
     "CovariateShiftClassifier": (dict(alpha=1.0, max_iter=20, random_state=0), _clf,
@@ -141,7 +152,8 @@ def _fit_params():
 
 def _predict_params():
     return [pytest.param(name, case, id=f"{name}-{case}", marks=_mark(name, f"predict {case}"))
-            for name in sorted(BUDGET) for case in sorted(predict_cases())]
+            for name in sorted(BUDGET)
+            for case in sorted(predict_cases(ESTIMATORS[name]._spec.input_kind))]
 
 
 _DRAW = dict(value=st.sampled_from(EXTREMES), row=st.integers(0, 9), col=st.integers(0, 2))
@@ -177,7 +189,7 @@ def test_predict_contract(name, case):
     if spec.transductive:
         pytest.skip("a clusterer has no method that labels new data")
     Xe = KINDS[spec.input_kind].eval_input(X0)
-    build = predict_cases()[case]
+    build = predict_cases(spec.input_kind)[case]
 
     @settings(database=None)
     @example(value=np.nan, row=1, col=0)
