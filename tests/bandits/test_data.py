@@ -32,7 +32,7 @@ def test_every_input_form_gives_the_same_fit(sim):
     assert one.shape == (1,)
     # ragged: subjects of different lengths
     rag = _fit([sim.actions[0], sim.actions[1][:40]], [sim.rewards[0], sim.rewards[1][:40]])
-    assert rag.shape == (2,) and rag[0] == pytest.approx(ref[0])
+    assert rag.shape == (2,) and rag[0] == pytest.approx(ref[0], rel=1e-3)  # jitter differs
 
 
 @pytest.mark.parametrize(("change", "match"), [
