@@ -14,6 +14,8 @@ from probest.bandits._replay import SCHEDULES, replay_exp3
 class BayesianExp3(ChoiceModel):
     """Posterior of Exp3 learning rates, subjects partially pooled on log c, by NUTS.
 
+    Chains start at the per-subject MLE (:class:`Exp3LearningRateMLE`, which also sets the
+    truncation point): the likelihood has cliffs, and a chain started across one mixes badly.
     The likelihood is the replayed Exp3 log-likelihood of :class:`Exp3LearningRateMLE` (the
     same schedules, exploration, estimates and truncation); the prior is non-centred::
 
@@ -139,26 +141,30 @@ class BayesianExp3(ChoiceModel):
                 "hierarchical": bool(self.hierarchical), "mu_loc": float(self.mu_loc),
                 "mu_scale": float(self.mu_scale), "tau_scale": float(self.tau_scale)}
 
-    def _upsilon(self, log, seed):
-        if self.truncation is None:
-            return log.lengths.copy()
-        if self.truncation != "auto":
-            return np.minimum(log.lengths, int(self.truncation))
+    def _pilot(self, log, seed):
+        """Per-subject MLE (its truncation point and the chains' starting values): the
+        Exp3 likelihood has cliffs, and chains started across one mix badly."""
+        import warnings
+
+        from probest.bandits._common import IdentifiabilityWarning
         from probest.bandits._exp3 import Exp3LearningRateMLE
 
         mle = Exp3LearningRateMLE(self.n_arms_, schedule=self.schedule, alpha=self.alpha,
                                   gamma=self.gamma, iw_estimator=self.iw_estimator, ci=None,
-                                  random_state=seed, device=str(self.device_))
-        import warnings
-
-        from probest.bandits._common import IdentifiabilityWarning
-
-        with warnings.catch_warnings():  # only its truncation point is used here
+                                  truncation=self.truncation, random_state=seed,
+                                  device=str(self.device_))
+        with warnings.catch_warnings():  # only its estimate and truncation point are used
             warnings.simplefilter("ignore", IdentifiabilityWarning)
-            mle.fit(log.actions, log.rewards) if log.lengths.min() == log.lengths.max() \
-                else mle.fit([a[:n] for a, n in zip(log.actions, log.lengths)],
-                             [r[:n] for r, n in zip(log.rewards, log.lengths)])
-        return mle.upsilon_
+            mle.fit([a[:n] for a, n in zip(log.actions, log.lengths)],
+                    [r[:n] for r, n in zip(log.rewards, log.lengths)])
+        log_c = np.log(mle.learning_rate_)
+        if self.hierarchical:
+            mu = float(log_c.mean())
+            tau = float(max(log_c.std(), 0.05))
+            init = {"mu": mu, "tau": tau, "z": (log_c - mu) / tau}
+        else:
+            init = {"log_c": log_c}
+        return mle.upsilon_, init
 
     def fit(self, actions, rewards=None, subject=None):
         """Sample the posterior of every subject's learning rate.
@@ -180,8 +186,8 @@ class BayesianExp3(ChoiceModel):
         with self._fit_context() as ctx:
             self.n_arms_, self.subjects_ = log.n_arms, log.subjects
             self.n_subjects_, self.n_trials_ = log.n_subjects, log.lengths.copy()
-            self.upsilon_ = self._upsilon(log, ctx.seed)
-            kw = dict(num_warmup=int(self.num_warmup), num_samples=int(self.num_samples),
+            self.upsilon_, init = self._pilot(log, ctx.seed)
+            kw = dict(init=init, num_warmup=int(self.num_warmup), num_samples=int(self.num_samples),
                       num_chains=int(self.num_chains), target_accept=float(self.target_accept),
                       seed=int(ctx.seed), max_tree_depth=int(self.max_tree_depth))
             with self._progress(1, "NUTS") as prog:

@@ -51,16 +51,19 @@ def pyro_model(data: dict[str, Any], cfg: dict[str, Any]):
 
 
 def run_pyro(data, cfg, *, num_warmup, num_samples, num_chains, target_accept, seed,
-             max_tree_depth=8):
+             max_tree_depth=8, init=None):
     """NUTS in Pyro; returns ``{site: (chain, draw, ...)}`` numpy draws and divergences."""
     from pyro.infer import MCMC, NUTS
+    from pyro.infer.autoguide.initialization import init_to_value
 
     out: dict[str, list] = {}
     div = []
     for chain in range(num_chains):
         torch.manual_seed(seed + chain)  # inside the estimator's fork_rng: global state kept
+        values = {k: torch.as_tensor(np.asarray(v), dtype=torch.float64)
+                  for k, v in (init or {}).items()}
         kernel = NUTS(lambda: pyro_model(data, cfg), target_accept_prob=target_accept,
-                      max_tree_depth=max_tree_depth)
+                      max_tree_depth=max_tree_depth, init_strategy=init_to_value(values=values))
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup,
                     disable_progbar=True)
         mcmc.run()
@@ -115,12 +118,12 @@ def jax_log_softmax(jnp, x):
 
 
 def run_numpyro(data_np, cfg, *, num_warmup, num_samples, num_chains, target_accept, seed,
-                max_tree_depth=8):
+                max_tree_depth=8, init=None):
     """NUTS in NumPyro (float64 via ``jax.enable_x64``); same returns as :func:`run_pyro`."""
     jax = import_optional("jax", purpose="backend='numpyro'")
     numpyro = import_optional("numpyro", purpose="backend='numpyro'")
     import numpyro.distributions as ndist
-    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer import MCMC, NUTS, init_to_value
 
     with jax.enable_x64(True):
         jnp, lax = jax.numpy, jax.lax
@@ -139,8 +142,9 @@ def run_numpyro(data_np, cfg, *, num_warmup, num_samples, num_chains, target_acc
                     log_c = numpyro.sample("log_c", ndist.Normal(cfg["mu_loc"], cfg["mu_scale"]))
             numpyro.factor("choices", _jax_loglik(jnp, lax, log_c, data, cfg).sum())
 
+        values = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in (init or {}).items()}
         mcmc = MCMC(NUTS(model, target_accept_prob=target_accept,
-                         max_tree_depth=max_tree_depth),
+                         max_tree_depth=max_tree_depth, init_strategy=init_to_value(values=values)),
                     num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                     chain_method="sequential", progress_bar=False)
         mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging",))
