@@ -54,6 +54,7 @@ def _check_nuts(est, truth_mu):
 
 
 @needs_jax
+@pytest.mark.slow  # JIT compile + 80 draws: ~15 s idle, over a minute on a loaded machine
 def test_numpyro_nuts_smoke_and_arviz_groups():
     sim, _ = _group(3, 60, 0)
     est = BayesianExp3(gamma=0.05, num_warmup=20, num_samples=20, num_chains=2,
