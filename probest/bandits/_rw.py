@@ -77,6 +77,7 @@ class RescorlaWagnerMLE(ChoiceModel):
 
     Examples
     --------
+    >>> import numpy as np
     >>> from probest.bandits import RescorlaWagnerMLE, simulate_rescorla_wagner
     >>> sim = simulate_rescorla_wagner(4, 300, alpha=0.3, beta=6.0, random_state=0)
     >>> rw = RescorlaWagnerMLE(random_state=0).fit(sim.actions, sim.rewards)

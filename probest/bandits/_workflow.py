@@ -76,7 +76,7 @@ class RecoveryResult:
     >>> res = RecoveryResult({"c": np.array([0.1, 0.2, 0.4])}, {"c": np.array([0.1, 0.22, 0.4])},
     ...                      {"c": "log"}, np.zeros(3, bool))
     >>> round(res.stats["c"]["r"], 3)
-    0.998
+    0.997
     """
 
     true: dict
@@ -295,6 +295,7 @@ def model_confusion(estimators: dict, *, n_subjects: int = 30, T: int = 200,
 
     Examples
     --------
+    >>> import numpy as np
     >>> from probest.bandits import Exp3LearningRateMLE, RescorlaWagnerMLE, model_confusion
     >>> res = model_confusion({"exp3": Exp3LearningRateMLE(gamma=0.05, ci=None),
     ...                        "rw": RescorlaWagnerMLE(ci=None)}, n_subjects=6, T=150,
