@@ -126,6 +126,9 @@ def _check_actions(a: np.ndarray, s: int) -> np.ndarray:
     if np.any(a < 0):
         raise ValueError(f"action ids outside 0..K-1: subject {s} has action {a.min()}; "
                          "number arms from 0 (e.g. `choice - 1` for 1-based data).")
+    if a.size and a.max() >= 2**31:
+        raise ValueError(f"action ids outside 0..K-1: subject {s} has action {a.max():g}; "
+                         "actions must be arm ids 0..K-1.")
     return a.astype(np.int64)
 
 
