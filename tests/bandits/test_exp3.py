@@ -73,7 +73,7 @@ def _constant_errors(Ts, n):
 
 
 def test_constant_rate_error_does_not_shrink():
-    e_small, e_big = _constant_errors((300, 2000), 30)
+    e_small, e_big = _constant_errors((300, 3000), 40)
     assert e_big >= 0.7 * e_small  # 100 subjects: 0.0144 -> 0.0205 (T = 10^3 -> 10^4)
 
 
