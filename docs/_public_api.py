@@ -23,6 +23,7 @@ MODULES = (
     "probest.flows",
     "probest.lora",
     "probest.cluster",
+    "probest.bandits",
     "probest.datasets",
     "probest.metrics",
     "probest.compose",

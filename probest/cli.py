@@ -22,7 +22,7 @@ from probest._report import CLIError, print_table
 # --------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
     import probest
-    from probest._optional import extra_status, extras_used_by
+    from probest._optional import EXTRAS, extra_status, extras_used_by
 
     status = extra_status()
 
@@ -40,7 +40,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print_table(["family", "estimator", "extra", "extra installed"], rows)
     missing = [e for e, ok in status.items() if not ok]
     if missing:
-        print("\nmissing extras: " + ", ".join(f'pip install "probest[{e}]"' for e in sorted(missing)))
+        print("\nmissing extras: " + ", ".join(EXTRAS[e].install or f'pip install "probest[{e}]"'
+                                               for e in sorted(missing)))
     return 0
 
 

@@ -19,7 +19,10 @@ def test_registry_matches_pyproject_extras():
     for extra, spec in _optional.EXTRAS.items():
         dists = {r.split(">")[0].split("=")[0].split("<")[0].strip().replace("-", "_") for r in deps[extra]}
         assert set(spec.modules) == dists, extra
-    assert deps["all"] == [f"probest[{','.join(sorted(user_extras, key=list(deps).index))}]"]
+    in_all = {e for e in user_extras if _optional.EXTRAS[e].in_all}
+    assert deps["all"] == [f"probest[{','.join(sorted(in_all, key=list(deps).index))}]"]
+    for extra in user_extras - in_all:  # kept out of [all]: it must say how to install it
+        assert _optional.EXTRAS[extra].install, extra
 
 
 def test_registry_names_real_families_and_estimators():
@@ -36,7 +39,7 @@ def test_only_the_flower_engine_needs_federated():
     assert _optional.extras_used_by("mixture", "FederatedGaussianMixture") == {"federated": "engine='flower'"}
     assert _optional.extras_used_by("mixture", "GaussianMixture") == {}
     assert _optional.extras_used_by("mixture", "FedGMMClassifier") == {}
-    assert set(_optional.extras_used_by("bandits")) == {"jax"}
+    assert set(_optional.extras_used_by("bandits")) == {"jax", "choicedata"}
     assert set(_optional.extras_used_by("lora")) == {"llm"}
     assert _optional.extras_used_by("shift") == {}
 
@@ -53,7 +56,7 @@ def test_module_lookup_and_error_message(monkeypatch):
 def test_status_needs_every_module_of_an_extra(monkeypatch):
     monkeypatch.setattr(_optional, "is_available", lambda name: name != "numpyro")
     status = _optional.extra_status()
-    assert status == {"federated": True, "jax": False, "llm": True}
+    assert status == {"choicedata": True, "federated": True, "jax": False, "llm": True}
 
 
 def test_list_tags_only_what_needs_an_extra(capsys, monkeypatch):

@@ -16,4 +16,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "load_gp_benchmark": "_gaussian_process",
     "load_rotten_tomatoes": "_lora",
     "make_heterogeneous_blobs": "_cluster",
+    "load_choice_data": "_bandits",
 })

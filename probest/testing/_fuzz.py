@@ -3,7 +3,8 @@
 Used by ``tests/fuzz`` (hypothesis draws the case, the value and the position):
 
 * :func:`fit_cases` / :func:`predict_cases` — named builders ``(X, y, value, row, col) ->
-  (X, y)`` for the estimator's declared input kind (tabular or client lists) and its labels;
+  (X, y)`` for the estimator's declared input kind (tabular, client lists or event logs)
+  and its labels;
 * :func:`run_case` — calls one thing and classifies it: ``"error"`` (a ``ValueError`` /
   ``TypeError`` in probest's or sklearn's words) or ``"finite"`` (every float output and every
   fitted attribute finite); anything else raises ``AssertionError`` (a torch/LAPACK message,
@@ -138,10 +139,51 @@ def _text_cases(classifier: bool, has_y: bool) -> dict[str, Case]:
     return cases
 
 
+def _events(fn):
+    """A case on a copy of an event log ``{"actions", "rewards", "subjects"}``."""
+    def case(X, *rest):
+        return fn({k: np.array(v, copy=True) for k, v in X.items()}, *rest)
+    return case
+
+
+def _ev_set(X, column, r, v):
+    X[column] = X[column].astype(np.float64)
+    X[column][r % len(X[column])] = v
+    return X
+
+
+def _ev_one_trial_subject(X):
+    X["actions"] = np.append(X["actions"], X["actions"][0])
+    X["rewards"] = np.append(X["rewards"], X["rewards"][0])
+    X["subjects"] = np.append(X["subjects"], np.max(X["subjects"]) + 1)
+    return X
+
+
+def _event_cases() -> dict[str, Case]:
+    cases = {
+        "reward set to value": lambda X, v, r: _ev_set(X, "rewards", r, v),
+        "action set to value": lambda X, v, r: _ev_set(X, "actions", r, v),
+        "subject id set to value": lambda X, v, r: _ev_set(X, "subjects", r, v),
+        "rewards times 1e150": lambda X, v, r: {**X, "rewards": X["rewards"] * 1e150},
+        "subject with one trial": lambda X, v, r: _ev_one_trial_subject(X),
+        "0 events": lambda X, v, r: {k: x[:0] for k, x in X.items()},
+        "one subject": lambda X, v, r: {**X, "subjects": np.zeros_like(X["subjects"])},
+        "one arm only": lambda X, v, r: {**X, "actions": np.zeros_like(X["actions"])},
+        "missing rewards": lambda X, v, r: {k: x for k, x in X.items() if k != "rewards"},
+        "ragged columns": lambda X, v, r: {**X, "rewards": X["rewards"][:-1]},
+        "string actions": lambda X, v, r: {**X, "actions": X["actions"].astype(str)},
+    }
+    return {name: (lambda f: lambda X, y, v, r, c: (_events(f)(X, v, r), y))(fn)
+            for name, fn in cases.items()}
+
+
 def fit_cases(kind: str, classifier: bool, has_y: bool) -> dict[str, Case]:
-    """Named bad/extreme fit inputs of a kind (``"tabular"``, ``"clients"`` or ``"text"``)."""
+    """Named bad/extreme fit inputs of a kind (``"tabular"``, ``"clients"``, ``"text"`` or
+    ``"events"``)."""
     if kind == "text":
         return _text_cases(classifier, has_y)
+    if kind == "events":
+        return _event_cases()
     return _client_cases(has_y) if kind == "clients" else _tabular_cases(classifier, has_y)
 
 
@@ -154,6 +196,14 @@ def predict_cases(kind: str = "tabular") -> dict[str, Callable[[Any, float, int,
             "0 texts": lambda X, v, r, c: [],
             "numeric array": lambda X, v, r, c: np.full((len(X), 2), v),
             "odd characters": lambda X, v, r, c: _put(X, r, _ODD_TEXT),
+        }
+    if kind == "events":
+        return {
+            "reward set to value": lambda X, v, r, c: _events(_ev_set)(X, "rewards", r, v),
+            "action set to value": lambda X, v, r, c: _events(_ev_set)(X, "actions", r, v),
+            "unknown subject": lambda X, v, r, c: {**X, "subjects": X["subjects"] + 1000},
+            "0 events": lambda X, v, r, c: {k: x[:0] for k, x in X.items()},
+            "missing actions": lambda X, v, r, c: {k: x for k, x in X.items() if k != "actions"},
         }
     return {
         "entry set to value": lambda X, v, r, c: _set(X, r, c, v),

@@ -80,7 +80,8 @@ class InputKind:
     :data:`probest.base.INPUT_KINDS` to its kind: ``Tabular`` (NaN, inf, 1-D, 3-D, short
     ``y``, wrong ``n_features``), ``Clients`` (an empty client, mismatched widths, NaN in one
     client), ``Text`` (empty strings, non-strings, ``y`` of another length, unknown labels)
-    and ``Events`` (ragged lengths, NaN rewards, unknown actions, missing subjects).
+    and ``Events`` (ragged lengths, NaN rewards, negative or fractional action ids, unknown
+    actions, missing subjects).
 
     Attributes
     ----------
@@ -219,6 +220,15 @@ class Events(InputKind):
             rb = r.copy()
             rb[1] = value
             out.append(BadInput(label, "values", self._copy(X, rewards=rb), y, _NAN))
+        a = np.asarray(X["actions"])
+        neg = a.copy()
+        neg[2] = -1
+        out.append(BadInput("negative action id", "values", self._copy(X, actions=neg), y,
+                            r"(?i)action"))
+        frac = a.astype(np.float64)
+        frac[2] += 0.5
+        out.append(BadInput("fractional action id", "values", self._copy(X, actions=frac), y,
+                            r"(?i)action|integer|whole"))
         out.append(BadInput("ragged lengths that disagree", "shapes",
                             self._copy(X, rewards=r[:-1]), y, _LENGTH))
         missing = {k: v for k, v in X.items() if k != "subjects"}

@@ -66,6 +66,11 @@ def _tiny_bert():
     from probest.lora import make_tiny_backbone
 
     return str(make_tiny_backbone(pathlib.Path(tempfile.gettempdir()) / "probest-tiny-bert-v1"))
+def _events():
+    from probest.bandits import simulate_exp3
+
+    return simulate_exp3(3, 40, (0.2, 0.8), learning_rate=0.5, gamma=0.05,
+                         random_state=1).events(), None
 
 
 def _clients(with_y):
@@ -80,6 +85,10 @@ BUDGET = {
     "BayesianLoRAClassifier": (dict(backbone=_tiny_bert(), r=2, epochs=1, batch_size=8,
                                     n_samples=2, layers_to_transform=[1], device="cpu",
                                     random_state=0), _text, {}),
+    "BayesianExp3": (dict(backend="pyro", gamma=0.1, num_warmup=2, num_samples=3, num_chains=1,
+                          max_tree_depth=2, random_state=0), _events, {}),
+    "Exp3LearningRateMLE": (dict(gamma=0.05, grid=(1e-2, 1e1, 20), random_state=0), _events, {}),
+    "RescorlaWagnerMLE": (dict(n_grid=6, random_state=0), _events, {}),
     "AutoregressiveDLMEstimator": (dict(n_components=2, hidden=(8,), **_FLOW),
                                    lambda: (_RNG.integers(0, 6, (40, 3)).astype(float), None), {}),
     "CovariateShiftClassifier": (dict(alpha=1.0, max_iter=20, random_state=0), _clf,

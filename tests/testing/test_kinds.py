@@ -117,6 +117,8 @@ class ActionValueModel(_Toy):
                              f"rewards, {len(s)} subjects.")
         if fitting and not np.all(np.isfinite(r)):
             raise ValueError("rewards contain NaN or inf.")
+        if fitting and (np.any(a < 0) or not np.all(a == np.round(a))):
+            raise ValueError("action ids must be non-negative integers.")
         if not fitting and not np.isin(a, self.actions_).all():
             raise ValueError(f"unknown action ids {sorted(set(a) - set(self.actions_))[:3]}.")
         return a, r, s
