@@ -108,6 +108,7 @@ class TorchDistributedEngine(LocalEngine):
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.backend = dist.get_backend()
+        self._ids = None
 
     def n_clients_total(self) -> int:
         return int(sum(self.gather(len(self.clients))))
@@ -120,28 +121,37 @@ class TorchDistributedEngine(LocalEngine):
         return wire.to(dev)
 
     def round(self, task: str, payload: dict) -> RoundResult:
+        from probest.mixture._tasks import EACH_TASKS
+
+        if self._ids is None:  # once per fit: every rank holds clients, keys match
+            counts = self.gather(self.client_ids)
+            if any(len(c) == 0 for c in counts):
+                raise ValueError("engine='torch.distributed': every rank must pass at least "
+                                 "one client.")
+            key = (lambda r, c: c) if self.world_size == 1 else (lambda r, c: (r, c))
+            self._key = key
+            self._ids = [key(r, c) for r, cs in enumerate(counts) for c in cs]
         sums, each = self._local_round(task, payload)
-        # every rank must reduce the same keys; a rank without clients sends zeros of the
-        # shapes announced by the others
-        spec = self.gather({k: _spec(v) for k, v in sums.items()})
-        keys = sorted({k for s in spec for k in s})
+        # one SUM all-reduce of every statistic of the round, flattened in key order
+        keys = sorted(sums)
+        flat = [sums[k].flatten() if isinstance(sums[k], SuffStats)
+                else torch.as_tensor(sums[k]).reshape(-1) for k in keys]
         out = {}
-        for k in keys:
-            shape = next(s[k] for s in spec if k in s)
-            v = sums.get(k)
-            if isinstance(v, SuffStats):
-                out[k] = v.unflatten(self.allreduce(v.flatten()))
-            elif shape[0] == "stats":
-                raise RuntimeError("a rank without clients cannot join a statistics round")
-            else:
-                t = v if v is not None else torch.zeros(shape[1], dtype=torch.float64)
-                out[k] = self.allreduce(torch.as_tensor(t))
-        ids = self.gather(self.client_ids)
-        parts = self.gather(each)
-        key = (lambda r, c: c) if self.world_size == 1 else (lambda r, c: (r, c))
-        all_each = {key(r, cid): v for r, p in enumerate(parts) for cid, v in p.items()}
-        answered = [key(r, c) for r, cs in enumerate(ids) for c in cs]
-        return RoundResult(out, all_each, answered)
+        if flat:
+            dev = flat[0].device
+            vec = self.allreduce(torch.cat([f.to(dev, torch.float64) for f in flat]))
+            i = 0
+            for k, f in zip(keys, flat, strict=True):
+                part = vec[i:i + f.numel()].to(f.dtype)
+                i += f.numel()
+                v = sums[k]
+                out[k] = (v.unflatten(part) if isinstance(v, SuffStats)
+                          else part.reshape(torch.as_tensor(v).shape))
+        all_each = {}
+        if task in EACH_TASKS:
+            parts = self.gather(each)
+            all_each = {self._key(r, cid): v for r, p in enumerate(parts) for cid, v in p.items()}
+        return RoundResult(out, all_each, list(self._ids))
 
     def gather(self, obj) -> list:
         out = [None] * self.world_size
@@ -152,12 +162,6 @@ class TorchDistributedEngine(LocalEngine):
         box = [obj]
         self.dist.broadcast_object_list(box, src=0)
         return box[0]
-
-
-def _spec(v):
-    if isinstance(v, SuffStats):
-        return ("stats", None)
-    return ("tensor", tuple(torch.as_tensor(v).shape))
 
 
 def make_engine(name: str, clients):

@@ -179,7 +179,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
     _fitted_attributes = (
         "classes_", "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
         "client_ids_", "client_weights_", "client_n_samples_", "experts_", "phi_components_",
-        "phi_mean_", "converged_", "n_iter_", "lower_bound_")
+        "phi_mean_", "converged_", "n_iter_", "lower_bound_", "dropped_clients_")
 
     def __init__(self, n_input_components=3, n_experts=3, *, expert=None, phi=None,
                  covariance_type="full", reg_covar=1e-6, max_iter=30, tol=1e-4,

@@ -204,6 +204,10 @@ TASKS = {
 }
 
 
+#: tasks whose replies carry per-client parts ("each")
+EACH_TASKS = frozenset({"rows", "summary", "weights", "tables"})
+
+
 def run_task(task: str, payload: dict, client: Client) -> dict:
     try:
         fn = TASKS[task]

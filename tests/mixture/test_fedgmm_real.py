@@ -21,7 +21,7 @@ from probest.metrics import roc_auc
 from probest.mixture import FedGMMClassifier
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
-import fedgmm_real as R  # noqa: E402
+import fedgmm_real as R
 
 sys.path.pop(0)
 
