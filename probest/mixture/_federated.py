@@ -114,7 +114,7 @@ class FederatedGaussianMixture(GaussianMixture):
         Keep per-client mixing weights (False: pooled EM, one set of weights).
     engine : {"local", "torch.distributed", "flower"}, default="local"
         ``"local"`` (clients in this process), ``"torch.distributed"`` (each rank passes its
-        own clients; see ``probest.mixture._distributed``) or ``"flower"`` (a real Flower
+        own clients; see ``probest.mixture._engines``) or ``"flower"`` (a real Flower
         server and client processes on this machine; across machines use
         ``probest.mixture.flower``).
     adapt_max_iter : int, default=200
