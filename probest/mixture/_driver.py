@@ -95,6 +95,10 @@ class GMMProgram:
         if self.ref is None:
             s = self._round("data_sum", {}).sums
             self.ref = s["x"] / s["n"][0]
+        return self._ref_like()
+
+    def _ref_like(self):
+        if self.like is None:
             self.like = SuffStats.zeros(self.K, self.ref.shape[0], self.ct,
                                         device=self.ref.device, dtype=self.ref.dtype)
         return self.ref

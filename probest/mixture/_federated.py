@@ -249,8 +249,6 @@ class FederatedGaussianMixture(GaussianMixture):
     def _fit_clients(self, parts, ids, width) -> None:
         from probest.mixture._engines import make_engine
 
-        d = parts[0].shape[1]
-        warm = bool(self.warm_start) and hasattr(self, "converged_")
         with self._fit_context() as ctx:
             n_rows = sum(p.shape[0] for p in parts)
             for c, p in zip(ids, parts, strict=True):
@@ -264,21 +262,37 @@ class FederatedGaussianMixture(GaussianMixture):
                 offset = sum(engine.gather(len(clients))[: engine.rank])
                 for cl in clients:
                     cl.index += offset
-            n_all = int(sum(engine.gather(n_rows)))
-            if n_all < self.n_components:
-                raise ValueError(
-                    f"Expected n_samples >= n_components but got n_components = "
-                    f"{self.n_components}, n_samples = {n_all}; reduce n_components or add "
-                    "data.")
-            seed = int(engine.broadcast(ctx.seed))
-            program = self._program(engine, seed, d, ctx.generator, warm, ids)
-            with self._progress(
-                    (1 if warm else self.n_init) * max(self.max_iter, 1), "FedEM") as prog:
-                best = run_driver(program, n_init=self.n_init, max_iter=self.max_iter,
-                                  tol=self.tol, warm=warm,
-                                  previous_lower_bound=getattr(self, "lower_bound_", -np.inf),
-                                  progress=prog)
-            self._set_fitted(program, best)
+            self._fit_engine(engine, ids, ctx)
+
+    def _fit_engine(self, engine, ids=None, ctx=None) -> None:
+        """EM over ``engine``'s clients; sets the fitted attributes (every engine)."""
+        if ctx is None:  # the Flower ServerApp: no data here, only the rounds
+            with self._fit_context() as ctx:
+                return self._fit_engine(engine, ids, ctx)
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        if warm and engine.name == "flower":
+            raise ValueError("warm_start is not supported with engine='flower'.")
+        s = engine.round("data_sum", {}).sums
+        n_all, d = float(s["n"][0]), int(s["x"].shape[0])
+        if n_all < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {int(n_all)}; reduce n_components or add "
+                "data.")
+        if not hasattr(self, "n_features_in_"):
+            self.n_features_in_ = d
+        seed = int(engine.broadcast(ctx.seed))
+        program = self._program(engine, seed, d, ctx.generator, warm, ids)
+        program.ref = s["x"].to(self.device_, self.dtype_) / s["n"][0]
+        program.like = None
+        program._ref_like()
+        with self._progress(
+                (1 if warm else self.n_init) * max(self.max_iter, 1), "FedEM") as prog:
+            best = run_driver(program, n_init=self.n_init, max_iter=self.max_iter,
+                              tol=self.tol, warm=warm,
+                              previous_lower_bound=getattr(self, "lower_bound_", -np.inf),
+                              progress=prog)
+        self._set_fitted(program, best)
 
     def _program(self, engine, seed, d, generator, warm, ids):
         given = _base.user_params(self, d, self.device_, self.dtype_)
