@@ -12,9 +12,11 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from probest._validation import Interval, Options, check_scale
 from probest.base import EstimatorSpec
 from probest.mixture import _base
-from probest.mixture._em import ChunkedData, LocalEngine, initial_params, log_weights_from, run_em
+from probest.mixture._driver import GMMProgram, run_driver
+from probest.mixture._em import log_weights_from
 from probest.mixture._gmm import GaussianMixture
 from probest.mixture._stats import log_gaussian_prob
+from probest.mixture._tasks import Client
 
 ENGINES = ("local", "torch.distributed", "flower")
 
@@ -112,7 +114,7 @@ class FederatedGaussianMixture(GaussianMixture):
         Keep per-client mixing weights (False: pooled EM, one set of weights).
     engine : {"local", "torch.distributed", "flower"}, default="local"
         ``"local"`` (clients in this process), ``"torch.distributed"`` (each rank passes its
-        own clients; see ``probest.mixture._distributed``) or ``"flower"`` (a real Flower
+        own clients; see ``probest.mixture._engines``) or ``"flower"`` (a real Flower
         server and client processes on this machine; across machines use
         ``probest.mixture.flower``).
     adapt_max_iter : int, default=200
@@ -239,85 +241,96 @@ class FederatedGaussianMixture(GaussianMixture):
                            dtype=[np.float64, np.float32], ensure_min_samples=2)
         if len(parts) == 1:
             parts = [Xv]
-        engine = LocalEngine()
-        if self.engine == "torch.distributed":
-            from probest.mixture._distributed import TorchDistributedEngine
-
-            engine = TorchDistributedEngine()
-        n_local = sum(p.shape[0] for p in parts)
-        n_all = int(sum(engine.gather(n_local)))
-        if n_all < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = "
-                f"{self.n_components}, n_samples = {n_all}; reduce n_components or add data."
-            )
-        self._fit_clients(parts, ids, engine)
+        width = self.n_components * Xv.shape[1] if self.covariance_type == "full" else \
+            self.n_components
+        self._fit_clients(parts, ids, width)
         return self
 
-    def _fit_clients(self, parts, ids, engine) -> None:
-        K, ct, d = self.n_components, self.covariance_type, parts[0].shape[1]
-        warm = bool(self.warm_start) and hasattr(self, "converged_")
-        n_init = 1 if warm else self.n_init
-        width = K * d if ct == "full" else K
+    def _fit_clients(self, parts, ids, width) -> None:
+        from probest.mixture._engines import make_engine
+
         with self._fit_context() as ctx:
             n_rows = sum(p.shape[0] for p in parts)
             for c, p in zip(ids, parts, strict=True):
                 check_scale(p, owner=type(self).__name__, dtype=self.dtype_,
                             name=f"client {c!r}", n_rows=n_rows)
-            seed = int(engine.broadcast(ctx.seed))
-            given = _base.user_params(self, d, self.device_, self.dtype_)
-            clients = [ChunkedData(p, device=self.device_, dtype=self.dtype_,
-                                   batch_size=self.batch_size, width=width) for p in parts]
-            init_rows = None if self.batch_size is None else max(self.batch_size, 10_000)
-            best = None
-            with self._progress(n_init * max(self.max_iter, 1), "FedEM") as prog:
-                for init in range(n_init):
-                    if warm:
-                        params = _base.params_from_numpy(self)
-                        ref = params.means.T @ torch.tensor(
-                            self.weights_, device=self.device_, dtype=self.dtype_)
-                        lws = [torch.log(torch.tensor(w, device=self.device_, dtype=self.dtype_))
-                               for w in self._local_weights(ids)]
-                    else:
-                        params, weights, ref, local = initial_params(
-                            clients, K, ct, self.reg_covar, self.init_params, seed + init,
-                            ctx.generator, init_rows, engine)
-                        params, weights = _base.apply_user_params(params, weights, given)
-                        if self.personalize and "weights" not in given:
-                            lws = [log_weights_from(s.nk) for s in local]
-                        else:
-                            lws = [torch.log(weights)] * len(clients)
-                    res = run_em(
-                        clients, params, lws, ref, reg_covar=self.reg_covar,
-                        max_iter=self.max_iter, tol=self.tol, personalize=self.personalize,
-                        aggregate=engine.allreduce_stats, progress=prog,
-                        log_extra=lambda _it, init=init: {"init": init},
-                    )
-                    if best is None or res["lower_bound"] > best["lower_bound"]:
-                        best = res
-            lw_local = [lw.exp().cpu().numpy() for lw in best["log_weights"]]
-            sizes_local = [p.shape[0] for p in parts]
-            gathered = engine.gather((list(ids), lw_local, sizes_local))
-            _base.params_to_numpy(self, best["params"], None)
-        all_ids, all_w, all_n = [], [], []
-        for r, (i, w, n) in enumerate(gathered):
-            all_ids += [i_ if len(gathered) == 1 else (r, i_) for i_ in i]
-            all_w += w
-            all_n += n
-        self.client_ids_ = all_ids
-        self.client_weights_ = np.stack(all_w).astype(self.means_.dtype)
-        self.client_n_samples_ = np.asarray(all_n)
+            clients = [Client(c, p, index=i, device=self.device_, dtype=self.dtype_,
+                              batch_size=self.batch_size, width=width)
+                       for i, (c, p) in enumerate(zip(ids, parts, strict=True))]
+            engine = make_engine(self.engine, clients)
+            if engine.world_size > 1:  # global client indices (seeds of local summaries)
+                offset = sum(engine.gather(len(clients))[: engine.rank])
+                for cl in clients:
+                    cl.index += offset
+            self._fit_engine(engine, ids, ctx)
+
+    def _fit_engine(self, engine, ids=None, ctx=None) -> None:
+        """EM over ``engine``'s clients; sets the fitted attributes (every engine)."""
+        if ctx is None:  # the Flower ServerApp: no data here, only the rounds
+            with self._fit_context() as ctx:
+                return self._fit_engine(engine, ids, ctx)
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        if warm and engine.name == "flower":
+            raise ValueError("warm_start is not supported with engine='flower'.")
+        s = engine.round("data_sum", {}).sums
+        n_all, d = float(s["n"][0]), int(s["x"].shape[0])
+        if n_all < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {int(n_all)}; reduce n_components or add "
+                "data.")
+        if not hasattr(self, "n_features_in_"):
+            self.n_features_in_ = d
+        seed = int(engine.broadcast(ctx.seed))
+        program = self._program(engine, seed, d, ctx.generator, warm, ids)
+        program.ref = s["x"].to(self.device_, self.dtype_) / s["n"][0]
+        program.like = None
+        program._ref_like()
+        with self._progress(
+                (1 if warm else self.n_init) * max(self.max_iter, 1), "FedEM") as prog:
+            best = run_driver(program, n_init=self.n_init, max_iter=self.max_iter,
+                              tol=self.tol, warm=warm,
+                              previous_lower_bound=getattr(self, "lower_bound_", -np.inf),
+                              progress=prog)
+        self._set_fitted(program, best)
+
+    def _program(self, engine, seed, d, generator, warm, ids):
+        given = _base.user_params(self, d, self.device_, self.dtype_)
+        previous = None
+        if warm:
+            index = {c: i for i, c in enumerate(self.client_ids_)}
+            previous = (_base.params_from_numpy(self), self._tensor(self.weights_),
+                        {c: self.client_weights_[index[c]] for c in ids if c in index})
+        return GMMProgram(
+            engine, n_components=self.n_components, covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar, init_params=self.init_params,
+            personalize=self.personalize, seed=seed, given=given,
+            init_rows=None if self.batch_size is None else max(self.batch_size, 10_000),
+            generator=generator if engine.n_clients_total() == 1 else None, warm=previous)
+
+    def _set_fitted(self, program, best) -> None:
+        """Fitted attributes from the best run and the clients' answers."""
+        state = best["state"]
+        table = program.client_weights(state)
+        _base.params_to_numpy(self, state["params"], None)
+        npd = self.means_.dtype
+        self.client_ids_ = list(table)
+        self.client_weights_ = np.stack([w for w, _ in table.values()]).astype(npd)
+        self.client_n_samples_ = np.asarray([n for _, n in table.values()])
         pooled = (self.client_n_samples_[:, None] * self.client_weights_).sum(0)
-        self.weights_ = (pooled / pooled.sum()).astype(self.means_.dtype)
-        self.n_clients_ = len(all_ids)
+        self.weights_ = (pooled / pooled.sum()).astype(npd)
+        if not self.personalize:
+            self.weights_ = state["weights"].detach().cpu().numpy().astype(npd)
+        self.n_clients_ = len(self.client_ids_)
+        self.dropped_clients_ = list(program.dropped)
         self.converged_ = bool(best["converged"])
         self.n_iter_ = int(best["n_iter"])
         self.lower_bound_ = float(best["lower_bound"])
         self.lower_bounds_ = list(best["lower_bounds"])
-        if not self.converged_:
+        if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Federated EM did not converge. Increase max_iter or tol, or check for "
-                "degenerate data.", ConvergenceWarning, stacklevel=3,
+                "degenerate data.", ConvergenceWarning, stacklevel=4,
             )
 
     def _local_weights(self, ids):

@@ -30,10 +30,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from probest._validation import Interval, Options, check_finite_rows, check_scale
 from probest.base import EstimatorSpec, TorchEstimator
 from probest.mixture import _base
-from probest.mixture._em import ChunkedData, LocalEngine, initial_params
-from probest.mixture._experts import allreduce_average, make_expert
+from probest.mixture._driver import GMMProgram, run_driver
+from probest.mixture._experts import make_expert
 from probest.mixture._federated import is_client_list, split_clients
-from probest.mixture._stats import COVARIANCE_TYPES, log_gaussian_prob, m_step, stats_from_resp
+from probest.mixture._stats import COVARIANCE_TYPES, log_gaussian_prob, m_step
+from probest.mixture._tasks import Client, params_payload
 
 
 def _split_labels(y, groups, parts_ids, X):
@@ -178,7 +179,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
     _fitted_attributes = (
         "classes_", "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
         "client_ids_", "client_weights_", "client_n_samples_", "experts_", "phi_components_",
-        "phi_mean_", "converged_", "n_iter_", "lower_bound_")
+        "phi_mean_", "converged_", "n_iter_", "lower_bound_", "dropped_clients_")
 
     def __init__(self, n_input_components=3, n_experts=3, *, expert=None, phi=None,
                  covariance_type="full", reg_covar=1e-6, max_iter=30, tol=1e-4,
@@ -195,23 +196,6 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         if hasattr(self.phi, "transform"):
             return np.asarray(self.phi.transform(X), dtype=float)
         return np.asarray(self.phi(X), dtype=float)
-
-    def _fit_phi(self, parts, engine) -> None:
-        if isinstance(self.phi, (int, np.integer)):
-            k, d = int(self.phi), parts[0].shape[1]
-            if not 1 <= k <= d:
-                raise ValueError(f"phi={k} PCA components must be in [1, n_features].")
-            # federated PCA: clients send (n, sum x, sum x x^T); server eigendecomposes
-            loc = np.concatenate([[float(sum(p.shape[0] for p in parts))],
-                                  sum(p.sum(0) for p in parts),
-                                  sum(p.T @ p for p in parts).ravel()]).astype(np.float64)
-            tot = engine.allreduce(torch.from_numpy(loc)).cpu().numpy()
-            n, s1, s2 = tot[0], tot[1:d + 1], tot[d + 1:].reshape(d, d)
-            mean = s1 / n
-            cov = s2 / n - np.outer(mean, mean)
-            vals, vecs = np.linalg.eigh(cov)
-            self.phi_mean_ = mean
-            self.phi_components_ = vecs[:, ::-1][:, :k].T.copy()
 
     def _log_expert(self, X: np.ndarray) -> torch.Tensor:
         """(n, M2, C) expert log-probabilities."""
@@ -258,80 +242,49 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         check_classification_targets(yall)
         if len(parts) == 1:
             parts = [Xall]
-        engine = self._make_engine()
-        self.classes_, n_all = _global_classes(engine, Xall.shape[1], np.unique(yall),
-                                               Xall.shape[0])
-        y_idx = [np.searchsorted(self.classes_, v) for v in ys]
-        M1, M2, ct = self.n_input_components, self.n_experts, self.covariance_type
-        if n_all < M1:
-            raise ValueError(f"n_input_components={M1} exceeds n_samples={n_all}.")
-        self._fit_phi(parts, engine)
+        from probest.mixture._engines import make_engine
+
+        M1 = self.n_input_components
         with self._fit_context() as ctx:
+            clients = [Client(c, p, v, index=i, device=self.device_, dtype=self.dtype_)
+                       for i, (c, p, v) in enumerate(zip(ids, parts, ys, strict=True))]
+            engine = make_engine(self.engine, clients)
+            if engine.world_size > 1:
+                offset = sum(engine.gather(len(clients))[: engine.rank])
+                for cl in clients:
+                    cl.index += offset
+            self.classes_, n_all = _global_classes(engine, Xall.shape[1], np.unique(yall),
+                                                   Xall.shape[0])
+            for cl in clients:
+                cl.y = np.searchsorted(self.classes_, cl.y)
+            if n_all < M1:
+                raise ValueError(f"n_input_components={M1} exceeds n_samples={n_all}.")
             seed = int(engine.broadcast(ctx.seed))  # one seed on every rank
             self._expert = make_expert(self.expert, len(self.classes_), self.device_, self.dtype_)
-            feats = [self._phi(p) for p in parts]
-            for name, arrs in (("X", parts), ("phi(X)", feats)):
-                for c, a in zip(ids, arrs, strict=True):
-                    check_scale(a, owner=type(self).__name__, dtype=self.dtype_,
-                                name=f"{name} of client {c!r}", n_rows=n_all)
-            clients = [ChunkedData(f, device=self.device_, dtype=self.dtype_) for f in feats]
-            params, weights, ref, _ = initial_params(
-                clients, M1, ct, self.reg_covar, self.init_params, seed, ctx.generator,
-                engine=engine)
-            Zs = [cl._X for cl in clients]
-            # initial association input component a -> expert a mod M2 breaks the symmetry
-            D = torch.full((M1, M2), 0.1 / max(M2 - 1, 1), device=self.device_,
-                           dtype=self.dtype_)
-            D[torch.arange(M1), torch.arange(M1) % M2] = 0.9
-            tables, experts = [], [None] * M2
-            resp0 = []
-            for Z in Zs:
-                lg = log_gaussian_prob(Z, params) + torch.log(weights)
-                r = torch.softmax(lg, 1)
-                resp0.append(r.unsqueeze(2) * D)  # (n, M1, M2)
-                tables.append(resp0[-1].mean(0))
-            experts = self._update_experts(experts, parts, y_idx, resp0, seed, engine)
-            prev = -np.inf
-            converged = False
+            program = _ClassifierProgram(self, engine, seed, ctx.generator)
+            program.setup_phi(parts, ids, n_all)
             with self._progress(self.max_iter, "FedGMM") as prog:
-                for it in range(1, self.max_iter + 1):
-                    total, qs, ll, n = None, [], 0.0, 0
-                    self.experts_ = experts
-                    for c, Z in enumerate(Zs):
-                        logq = (torch.log(tables[c]) + log_gaussian_prob(Z, params).unsqueeze(2)
-                                + self._expert_ll(parts[c], y_idx[c]).unsqueeze(1))
-                        norm = torch.logsumexp(logq.flatten(1), 1)
-                        q = torch.exp(logq - norm[:, None, None])
-                        ll += float(norm.sum())
-                        n += Z.shape[0]
-                        st = stats_from_resp(Z, q.sum(2), ref, ct)
-                        total = st if total is None else total + st
-                        qs.append(q)
-                        tab = q.mean(0) + 10 * torch.finfo(q.dtype).eps
-                        tables[c] = tab / tab.sum()
-                    total = engine.allreduce_stats(total)
-                    _, params, _ = m_step(total, ref, ct, self.reg_covar, previous=params)
-                    experts = self._update_experts(experts, parts, y_idx, qs, seed + it,
-                                                   engine)
-                    ll, n = engine.allreduce(torch.tensor([ll, float(n)],
-                                                          dtype=torch.float64)).tolist()
-                    obj = ll / n
-                    prog.log(objective=obj)
-                    if abs(obj - prev) < self.tol:
-                        converged = True
-                        break
-                    prev = obj
-            self.experts_ = experts
-            _base.params_to_numpy(self, params, None)
+                best = run_driver(program, n_init=1, max_iter=self.max_iter, tol=self.tol,
+                                  progress=prog)
+            state = best["state"]
+            self.experts_ = state["experts"]
+            _base.params_to_numpy(self, state["params"], None)
+            tables = program.tables()
         npd = self.means_.dtype
-        self.client_ids_ = list(ids)
-        self.client_weights_ = np.stack([t.cpu().numpy() for t in tables]).astype(npd)
-        self.client_n_samples_ = np.array([p.shape[0] for p in parts])
+        self.client_ids_ = list(tables)
+        self.client_weights_ = np.stack([np.asarray(t) for t, _ in tables.values()]).astype(npd)
+        self.client_n_samples_ = np.array([n for _, n in tables.values()])
         pooled = (self.client_n_samples_[:, None, None] * self.client_weights_).sum(0)
-        pooled = engine.allreduce(torch.from_numpy(pooled.astype(np.float64))).cpu().numpy()
         self.weights_ = (pooled / pooled.sum()).astype(npd)
-        self.n_iter_, self.converged_, self.lower_bound_ = it, converged, obj
-        if not converged:
+        if engine.world_size > 1:  # personal tables stay on their rank
+            mine = [i for i, c in enumerate(self.client_ids_) if c[0] == engine.rank]
+            self.client_ids_ = [self.client_ids_[i][1] for i in mine]
+            self.client_weights_ = self.client_weights_[mine]
+            self.client_n_samples_ = self.client_n_samples_[mine]
+        self.dropped_clients_ = list(program.gmm.dropped)
+        self.n_iter_, self.converged_ = int(best["n_iter"]), bool(best["converged"])
+        self.lower_bound_ = float(best["lower_bound"])
+        if not self.converged_:
             warnings.warn("FedGMM EM did not converge; increase max_iter or tol.",
                           ConvergenceWarning, stacklevel=2)
         return self
@@ -341,26 +294,6 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         lp = self._log_expert(X)
         idx = torch.tensor(y_idx, device=lp.device).view(-1, 1, 1).expand(-1, lp.shape[1], 1)
         return lp.gather(2, idx).squeeze(2)
-
-    def _make_engine(self):
-        if self.engine == "torch.distributed":
-            from probest.mixture._distributed import TorchDistributedEngine
-
-            return TorchDistributedEngine()
-        return LocalEngine()
-
-    def _update_experts(self, experts, parts, y_idx, qs, seed, engine):
-        new = []
-        for b in range(self.n_experts):
-            states, masses = [], []
-            for c, (X, q) in enumerate(zip(parts, qs, strict=True)):
-                w = q[:, :, b].sum(1).cpu().numpy()
-                states.append(self._expert.fit_local(experts[b], X, y_idx[c], w,
-                                                     seed * 1000 + b))
-                masses.append(float(w.sum()))
-            avg = allreduce_average(states, masses, engine, like=experts[b])
-            new.append(avg if avg is not None else experts[b])
-        return new
 
     # --------------------------------------------------------------- prediction
     def _joint_resp(self, X, client, what="predict_proba") -> tuple[torch.Tensor, torch.Tensor]:
@@ -436,3 +369,96 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         import pyro.distributions as dist
 
         return dist.Categorical(probs=torch.tensor(self.predict_proba(X, client=client)))
+
+
+class _ClassifierProgram:
+    """Server side of FedGMM's EM (a program for :func:`probest.mixture._driver.run_driver`).
+
+    Rounds: federated PCA moments (``phi`` an int), ``phi`` (clients map their rows), the
+    Gaussian initialisation of :class:`~probest.mixture._driver.GMMProgram` on ``phi(x)``,
+    ``clf_init`` (initial responsibilities with the symmetry-breaking association of input
+    component ``a`` to expert ``a mod M2``), then per EM iteration one ``clf_estep`` round
+    (clients update their tables and expert weights ``sum_a q[a, b]``, send the Gaussian
+    statistics and the log-likelihood) and the experts' M-step rounds (``expert``: exact
+    pooled weighted fits, :mod:`probest.mixture._experts`).
+    """
+
+    def __init__(self, est, engine, seed, generator):
+        self.est, self.engine, self.seed = est, engine, int(seed)
+        self.expert = est._expert
+        self.gmm = GMMProgram(engine, n_components=est.n_input_components,
+                              covariance_type=est.covariance_type, reg_covar=est.reg_covar,
+                              init_params=est.init_params, personalize=False, seed=seed,
+                              generator=generator)
+
+    def _round(self, task, payload):
+        return self.gmm._round(task, payload)
+
+    def _expert_payload(self, states):
+        e = self.expert
+        extra = ({"C": e.C, "fit_intercept": e.fit_intercept, "n_classes": e.n_classes}
+                 if e.kind == "logistic" else {})
+        return {"experts": states, "_expert": e, "kind": e.kind, **extra}
+
+    def setup_phi(self, parts, ids, n_all):
+        est, phi = self.est, self.est.phi
+        payload = {}
+        if isinstance(phi, (int, np.integer)):
+            k, d = int(phi), parts[0].shape[1]
+            if not 1 <= k <= d:
+                raise ValueError(f"phi={k} PCA components must be in [1, n_features].")
+            # federated PCA: clients send (n, sum x, sum x x^T); the server eigendecomposes
+            s = self._round("moments", {}).sums
+            n = float(s["n"][0])
+            mean = (s["s1"] / n).cpu().numpy()
+            cov = (s["s2"] / n).cpu().numpy() - np.outer(mean, mean)
+            _, vecs = np.linalg.eigh(cov)
+            est.phi_mean_ = mean
+            est.phi_components_ = vecs[:, ::-1][:, :k].T.copy()
+            payload = {"mean": est.phi_mean_, "components": est.phi_components_}
+        elif phi is not None:
+            payload = {"_phi": est._phi}
+        if self.engine.name in ("local", "torch.distributed"):
+            for name, arrs in (("X", parts), ("phi(X)", [est._phi(p) for p in parts])):
+                for c, a in zip(ids, arrs, strict=True):
+                    check_scale(a, owner=type(est).__name__, dtype=est.dtype_,
+                                name=f"{name} of client {c!r}", n_rows=n_all)
+        self._round("phi", payload)
+
+    def _mstep_experts(self, states):
+        solver = self.expert.solver(states, self.est.n_features_in_)
+        while True:
+            sums = self._round("expert", self._expert_payload(solver.states())).sums
+            if solver.update(sums):
+                return solver.result()
+
+    def initialize(self, init):
+        est = self.est
+        g = self.gmm.initialize(init)
+        M1, M2 = est.n_input_components, est.n_experts
+        ref = self.gmm.ref
+        D = torch.full((M1, M2), 0.1 / max(M2 - 1, 1), device=ref.device, dtype=ref.dtype)
+        D[torch.arange(M1), torch.arange(M1) % M2] = 0.9
+        self._round("clf_init", {**params_payload(g["params"]),
+                                 "log_weights": torch.log(g["weights"]), "assoc": D})
+        if self.expert.kind == "torch":
+            states = [self.expert.initial_state(self.seed * 1000 + b) for b in range(M2)]
+        else:
+            states = [None] * M2
+        return {"params": g["params"], "experts": self._mstep_experts(states)}
+
+    def step(self, state):
+        est = self.est
+        payload = {**params_payload(state["params"]), "ref": self.gmm.ref,
+                   **self._expert_payload(state["experts"])}
+        sums = self._round("clf_estep", payload).sums
+        total = self.gmm._stats(sums["stats"])
+        _, params, _ = m_step(total, self.gmm.ref, est.covariance_type, est.reg_covar,
+                              previous=state["params"])
+        experts = self._mstep_experts(state["experts"])
+        return {"params": params, "experts": experts}, float(sums["ll"][0] / sums["n"][0])
+
+    def tables(self) -> dict:
+        each = self._round("tables", {}).each
+        return {c: (np.asarray(torch.as_tensor(v["table"]).cpu()),
+                    int(np.asarray(v["n"]).reshape(-1)[0])) for c, v in each.items()}

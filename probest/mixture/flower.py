@@ -1,64 +1,71 @@
-"""Federated EM over Flower (``pip install "probest[federated]"``).
+"""Federated EM over Flower's deployment runtime (``pip install "probest[federated]"``).
 
-Across machines, start one server and one client per data holder::
+A Flower federation is one ``flower-superlink``, one ``flower-supernode`` per data holder and
+a Flower App (``ServerApp`` + ``ClientApp``, :mod:`probest.mixture._flower_app`) submitted with
+``flwr run``.  :func:`write_app` writes that app for an estimator; across machines::
 
-    # server (holds no data)
-    from probest.mixture import FederatedGaussianMixture
-    from probest.mixture.flower import serve
-    gmm = serve(FederatedGaussianMixture(3, random_state=0), "0.0.0.0:8080", min_clients=3)
+    # coordinator
+    flower-superlink --insecure --disable-runtime-dependency-installation
+    python -m probest.mixture.flower app --dir gmm_app --out model.npz --min-clients 3 \\
+        --estimator '{"n_components": 3, "random_state": 0}'
+    # each data holder (its rows in X_c.npy; probest installed)
+    flower-supernode --insecure --superlink coordinator:8000 \\
+        --node-config 'data-path="X_c.npy" client-id="hospital-a" partition-id=0'
+    # coordinator: submit the run (a SuperLink connection in $FLWR_HOME/config.toml)
+    flwr run gmm_app my-superlink --stream
 
-    # each client (its own machine, its own data X_c)
-    from probest.mixture.flower import run_client
-    run_client("server-host:8080", X_c, client_id="hospital-a")
-
-or ``python -m probest.mixture.flower client --address server-host:8080 --data X_c.npy
---id hospital-a``.  The server returns a fitted :class:`FederatedGaussianMixture` whose
-``client_weights_`` rows follow ``client_ids_`` (the ids the clients announced).
-``FederatedGaussianMixture(engine="flower").fit(X_by_client)`` does the same on this
-machine: a real Flower server in this process and one client process per client on
-127.0.0.1 with a free port.  Protocol and failure handling: :mod:`probest.mixture._flower_impl`.
-
-This module uses Flower's gRPC ``start_server``/``start_client`` entry points (deprecated
-in Flower 1.1x in favour of SuperLink/SuperNode deployments, still shipped in 1.42).
+``probest.load("model.npz")`` is the fitted :class:`FederatedGaussianMixture`.
+``FederatedGaussianMixture(engine="flower").fit(X_by_client)`` does all of this on
+127.0.0.1 (free ports, telemetry off, no dependency installation) and returns the fit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import signal
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import warnings
+import time
 from pathlib import Path
 
 import numpy as np
+
+_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "probest-fedem"
+version = "1.0.0"
+description = "probest federated EM (FederatedGaussianMixture) as a Flower App"
+license = "BSD-3-Clause"
+dependencies = []
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "probest"
+
+[tool.flwr.app.components]
+serverapp = "probest.mixture._flower_app:server_app"
+clientapp = "probest.mixture._flower_app:client_app"
+
+[tool.flwr.app.config]
+estimator = {estimator}
+min-clients = {min_clients}
+out = {out}
+"""
 
 
 def _impl():
     from probest._optional import import_optional
 
     import_optional("flwr", extra="federated", purpose="engine='flower'")
-    from probest.mixture import _flower_impl
-
-    return _flower_impl
-
-
-class _quiet_flower:
-    """Flower logs every round at INFO; keep only its warnings while we run."""
-
-    def __enter__(self):
-        import logging
-
-        self.logger = logging.getLogger("flwr")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.WARNING)
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -68,149 +75,175 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def serve(est, server_address: str, min_clients: int, *, n_features: int | None = None,
-          client_fraction: float = 1.0):
-    """Run the Flower server for ``est`` (a FederatedGaussianMixture) until EM stops.
-
-    Blocks; returns ``est`` fitted.  ``min_clients`` clients must connect before a round
-    starts and must answer in every round (others may drop: see ``dropped_clients_``).
-    ``client_fraction < 1`` asks a random subset of clients in each EM round (incremental
-    EM on every client's latest statistics).  ``n_features`` is needed only to check
-    ``weights_init``/``means_init``/``precisions_init``.
-    """
-    if not 0.0 < client_fraction <= 1.0:
-        raise ValueError(f"client_fraction must be in (0, 1], got {client_fraction}.")
-    impl = _impl()
-    import torch
-    from flwr.server import ServerConfig, start_server
-
-    from probest._torch import draw_seed
-    from probest.mixture import _base
-
-    est._validate_params()
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    seed = draw_seed(est.random_state) % (2**31 - 1)
-    user = {}
-    if n_features is not None:
-        user = _base.user_params(est, n_features, "cpu", torch.float64)
-    strategy = impl.GMMStrategy(est, min_clients=min_clients, seed=seed, given={"user": user},
-                                client_fraction=client_fraction)
-    config = ServerConfig(num_rounds=est.max_iter + 2, round_timeout=est.round_timeout)
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            with _quiet_flower():
-                start_server(server_address=server_address, config=config,
-                             server=impl.make_server(strategy))
-    finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    if strategy.params is None or strategy.error:
-        raise RuntimeError(
-            "Flower federated EM failed: "
-            + (strategy.error or "no round completed (did the clients connect?)")
-        )
-    _finish(est, strategy)
-    return est
+def _estimator_params(est) -> dict:
+    params = {k: v for k, v in est.get_params().items()
+              if k not in ("engine",) and not hasattr(v, "__array__")}
+    params["device"] = "cpu"
+    return params
 
 
-def _finish(est, st) -> None:
-    import torch
-    from sklearn.exceptions import ConvergenceWarning
-
-    from probest.mixture import _base
-
-    est.device_, est.dtype_ = torch.device("cpu"), torch.float64
-    _base.params_to_numpy(est, st.params, None)
-    ids = sorted(st.client_weights)
-    est.client_ids_ = ids
-    est.client_weights_ = np.stack([st.client_weights[i] for i in ids])
-    est.client_n_samples_ = np.array([st.client_sizes[i] for i in ids])
-    pooled = (est.client_n_samples_[:, None] * est.client_weights_).sum(0)
-    est.weights_ = pooled / pooled.sum()
-    est.n_clients_ = len(ids)
-    est.n_features_in_ = est.means_.shape[1]
-    est.converged_, est.n_iter_ = bool(st.converged), int(st.n_iter)
-    est.lower_bound_, est.lower_bounds_ = float(st.lower_bound), list(st.bounds)
-    est.history_ = list(st.history)
-    est.dropped_clients_ = list(st.dropped)
-    if not est.converged_:
-        warnings.warn("Federated EM over Flower did not converge within max_iter rounds.",
-                      ConvergenceWarning, stacklevel=3)
+def write_app(est, app_dir, out, min_clients: int) -> Path:
+    """Write the Flower App (``pyproject.toml``) that fits ``est`` and saves it to ``out``."""
+    app = Path(app_dir)
+    app.mkdir(parents=True, exist_ok=True)
+    for k in ("weights_init", "means_init", "precisions_init"):
+        if getattr(est, k, None) is not None:
+            raise ValueError(f"{k} is not supported with engine='flower'.")
+    text = _PYPROJECT.format(estimator=json.dumps(json.dumps(_estimator_params(est))),
+                             min_clients=int(min_clients), out=json.dumps(str(out)))
+    (app / "pyproject.toml").write_text(text)
+    return app
 
 
-def run_client(server_address: str, X, client_id=None, *, drop_at_round: int | None = None):
-    """Connect one data holder to the server and answer its rounds (blocks until done)."""
-    impl = _impl()
-    from flwr.client import start_client
+class LocalFederation:
+    """A real SuperLink and one SuperNode per client on 127.0.0.1 (context manager)."""
 
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    cid = str(client_id if client_id is not None else os.getpid())
-    client = impl.GMMClient(np.asarray(X, dtype=np.float64), cid, drop_at_round)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        with _quiet_flower():
-            start_client(server_address=server_address, client=client.to_client(),
-                         insecure=True, max_retries=20, max_wait_time=60.0)
+    def __init__(self, parts, ids, tmp, *, drop: dict | None = None):
+        self.tmp = Path(tmp)
+        root = str(Path(__file__).resolve().parents[2])
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0", OMP_NUM_THREADS="1",
+                        FLWR_HOME=str(self.tmp / "home"),
+                        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                        PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.parts, self.ids, self.drop = parts, ids, drop or {}
+        self.procs: list[subprocess.Popen] = []
+        self.port = free_port()
+
+    def _spawn(self, name, cmd):
+        log = open(self.tmp / f"{name}.log", "wb")
+        p = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        p.log = log
+        self.procs.append(p)
+        return p
+
+    def __enter__(self):
+        (self.tmp / "home").mkdir(parents=True, exist_ok=True)
+        (self.tmp / "home" / "config.toml").write_text(
+            '[superlink]\ndefault = "local-test"\n\n[superlink.local-test]\n'
+            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n')
+        bin_dir = Path(sys.executable).parent
+        self._spawn("superlink", [str(bin_dir / "flower-superlink"), "--insecure",
+                                  "--disable-runtime-dependency-installation",
+                                  "--host", "127.0.0.1", "--port", str(self.port)])
+        for i, (cid, X) in enumerate(zip(self.ids, self.parts, strict=True)):
+            f = self.tmp / f"client{i}.npy"
+            np.save(f, np.asarray(X, dtype=np.float64))
+            cfg = f'data-path="{f}" client-id="{cid}" partition-id={i}'
+            if cid in self.drop:
+                cfg += f" drop-at-round={int(self.drop[cid])}"
+            self._spawn(f"supernode{i}", [
+                str(bin_dir / "flower-supernode"), "--insecure", "--superlink",
+                f"127.0.0.1:{self.port}", "--port", str(free_port()), "--node-config", cfg])
+        return self
+
+    def run(self, app_dir, timeout: float) -> None:
+        bin_dir = Path(sys.executable).parent
+        deadline = time.monotonic() + timeout
+        while True:  # the SuperLink takes a few seconds to listen
+            r = subprocess.run([str(bin_dir / "flwr"), "run", str(app_dir), "local-test",
+                                "--stream"], env=self.env, capture_output=True, text=True,
+                               timeout=max(deadline - time.monotonic(), 1))
+            if "Successfully started run" in r.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        self.flwr_output = r.stdout + r.stderr
+
+    def _descendants(self) -> list[int]:
+        """Pids started under our processes (Flower's SuperExec and app processes detach
+        into their own sessions, so a process-group kill does not reach them)."""
+        children: dict[int, list[int]] = {}
+        for d in Path("/proc").glob("[0-9]*"):
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+        out, todo = [], [p.pid for p in self.procs]
+        while todo:
+            pid = todo.pop()
+            for c in children.get(pid, []):
+                out.append(c)
+                todo.append(c)
+        return out
+
+    def __exit__(self, *exc):
+        extra = self._descendants()
+        for pid in [p.pid for p in self.procs] + extra:
+            try:
+                os.kill(pid, 15)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            p.log.close()
+        time.sleep(0.5)
+        for pid in extra:
+            try:
+                os.kill(pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def fit_local_deployment(est, parts, ids, *, drop: dict | None = None,
-                         min_clients: int | None = None, client_fraction: float = 1.0):
-    """A real Flower run on this machine: server here, one client process per client."""
+                         min_clients: int | None = None, timeout: float | None = None):
+    """A real Flower deployment on this machine; returns ``est`` fitted."""
     _impl()
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0", OMP_NUM_THREADS="1")
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    drop = drop or {}
+    import probest
+
+    est._validate_params()
+    if timeout is None:  # every round may take round_timeout; init takes four rounds
+        timeout = 120.0 + est.round_timeout * (est.max_iter * est.n_init + 4)
     with tempfile.TemporaryDirectory(prefix="probest-flower-") as tmp:
-        procs = []
-        for cid, X in zip(ids, parts, strict=True):
-            f = Path(tmp) / f"client{len(procs)}.npy"
-            np.save(f, np.asarray(X, dtype=np.float64))
-            cmd = [sys.executable, "-m", "probest.mixture.flower", "client", "--address",
-                   address, "--data", str(f), "--id", str(cid)]
-            if cid in drop:
-                cmd += ["--drop-at-round", str(drop[cid])]
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
-        try:
-            est.n_features_in_ = parts[0].shape[1]
-            if min_clients is None:
-                min_clients = len(parts) - len(drop)
-            serve(est, address, min_clients=min_clients, n_features=parts[0].shape[1],
-                  client_fraction=client_fraction)
-        finally:
-            for p in procs:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()  # then reap it: an unwaited Popen is a zombie (ResourceWarning)
-                    p.wait()
-    if not isinstance(ids[0], str):  # map string ids announced on the wire back
-        back = {str(i): i for i in ids}
-        est.client_ids_ = [back[i] for i in est.client_ids_]
-        order = [est.client_ids_.index(i) for i in ids if i in est.client_ids_]
-        est.client_ids_ = [est.client_ids_[o] for o in order]
-        est.client_weights_ = est.client_weights_[order]
-        est.client_n_samples_ = est.client_n_samples_[order]
+        out = Path(tmp) / "model.npz"
+        if min_clients is None:
+            min_clients = len(parts) - len(drop or {})
+        app = write_app(est, Path(tmp) / "app", out, len(parts))
+        text = (app / "pyproject.toml").read_text().replace(
+            f"min-clients = {len(parts)}", f"min-clients = {int(min_clients)}")
+        (app / "pyproject.toml").write_text(text)
+        start = time.monotonic()
+        with LocalFederation(parts, ids, tmp, drop=drop) as fed:
+            fed.run(app, timeout)
+            while not Path(str(out) + ".json").exists():
+                if time.monotonic() - start > timeout:
+                    logs = "\n".join((Path(tmp) / f).read_text(errors="replace")[-2000:]
+                                     for f in ("superlink.log",))
+                    raise RuntimeError("Flower federated EM did not finish within "
+                                       f"{timeout:.0f} s.\n{fed.flwr_output[-2000:]}\n{logs}")
+                time.sleep(0.2)
+            time.sleep(0.2)
+        fitted = probest.load(out)
+        side = json.loads(Path(str(out) + ".json").read_text())
+        shutil.rmtree(Path(tmp) / "home", ignore_errors=True)
+    for k, v in vars(fitted).items():
+        if k.endswith("_") and not k.startswith("_"):
+            setattr(est, k, v)
+    back = {str(i): i for i in ids}
+    est.client_ids_ = [back.get(str(c), c) for c in est.client_ids_]
+    est.dropped_clients_ = [(int(r), back.get(c, c), reason) for r, c, reason in side["dropped"]]
+    est.flower_timing_ = {"fit_seconds": side["fit_seconds"],
+                          "round_seconds": side["round_seconds"]}
     return est
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m probest.mixture.flower")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("client", help="run one Flower client on a .npy data file")
-    c.add_argument("--address", required=True)
-    c.add_argument("--data", required=True)
-    c.add_argument("--id", default=None)
-    c.add_argument("--drop-at-round", type=int, default=None, help="testing: crash then")
-    a = ap.parse_args(argv)
-    run_client(a.address, np.load(a.data), a.id, drop_at_round=a.drop_at_round)
+    a = sub.add_parser("app", help="write the Flower App of a FederatedGaussianMixture")
+    a.add_argument("--dir", required=True)
+    a.add_argument("--out", required=True, help="where the ServerApp saves the fit")
+    a.add_argument("--min-clients", type=int, required=True)
+    a.add_argument("--estimator", default="{}", help="JSON of the estimator's parameters")
+    args = ap.parse_args(argv)
+    from probest.mixture import FederatedGaussianMixture
+
+    est = FederatedGaussianMixture(**json.loads(args.estimator))
+    print(write_app(est, args.dir, Path(args.out).resolve(), args.min_clients))
 
 
 if __name__ == "__main__":

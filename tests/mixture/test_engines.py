@@ -80,14 +80,23 @@ def test_flower_import_is_lazy():
     assert out.stdout.strip() == "False"
 
 
-def test_flower_server_and_three_client_processes_equal_local():
+def test_flower_superlink_and_three_supernodes_equal_local():
+    """A real flower-superlink, 3 flower-supernode processes and `flwr run` on 127.0.0.1:
+    10 EM rounds through the Message API equal the local engine to 1e-8 (float64 on the
+    wire).  Flower 1.42 starts one ClientApp process per message, so a round costs a Python
+    start-up per node; the time bound is generous for loaded CI machines."""
     pytest.importorskip("flwr")
+    import time
+
     b = make_federated_gmm(3, 300, 3, 4, concentration=0.7, random_state=0)
-    kw = dict(random_state=0, device="cpu", tol=1e-6)
-    f = FederatedGaussianMixture(3, engine="flower", **kw).fit(b.X)
-    local = FederatedGaussianMixture(3, **kw).fit(b.X)
-    assert f.client_ids_ == [0, 1, 2] and f.dropped_clients_ == []
-    # same server-side initialisation and exact statistics over the wire (float64)
+    kw = dict(random_state=0, device="cpu", tol=0.0, max_iter=10)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # tol=0: all 10 rounds run
+        f = FederatedGaussianMixture(3, engine="flower", round_timeout=240.0, **kw).fit(b.X)
+        local = FederatedGaussianMixture(3, **kw).fit(b.X)
+    print("flower fit", time.perf_counter() - t0, "s; rounds", f.flower_timing_)
+    assert f.client_ids_ == [0, 1, 2] and f.dropped_clients_ == [] and f.n_iter_ == 10
     np.testing.assert_allclose(f.means_, local.means_, atol=1e-8)
     np.testing.assert_allclose(f.covariances_, local.covariances_, atol=1e-8)
     np.testing.assert_allclose(f.client_weights_, local.client_weights_, atol=1e-8)
@@ -95,56 +104,65 @@ def test_flower_server_and_three_client_processes_equal_local():
                                local.score_samples(b.X[1], client=1), atol=1e-8)
 
 
-def test_flower_client_dropping_mid_round_does_not_corrupt_model():
+def _fake_grid(replies):
+    """A Grid stand-in for FlowerEngine's bookkeeping: node 3's reply is an error."""
+    from types import SimpleNamespace
+
+    class Grid:
+        def get_node_ids(self):
+            return [1, 2, 3]
+
+        def send_and_receive(self, msgs, timeout=None):
+            out = []
+            for m in msgs:
+                n = m.metadata.dst_node_id
+                if n in replies:
+                    out.append(replies[n](m))
+            return out
+
+    ok = SimpleNamespace
+    return Grid(), ok
+
+
+def test_flower_engine_records_unavailable_node_and_fails_below_min_clients(monkeypatch):
     pytest.importorskip("flwr")
-    from probest.mixture.flower import fit_local_deployment
+    from types import SimpleNamespace
 
-    b = make_federated_gmm(3, 300, 3, 4, concentration=0.7, random_state=0)
-    est = FederatedGaussianMixture(3, engine="flower", init_params="random", random_state=0,
-                                   tol=1e-7, max_iter=60, device="cpu")
-    fit_local_deployment(est, b.X, [0, 1, 2], drop={2: 6})  # client 2 crashes in round 6
-    assert [r for r, _ in est.dropped_clients_] == [6]
-    assert np.isfinite(est.means_).all() and np.isfinite(est.covariances_).all()
-    assert est.client_weights_.shape == (3, 3)  # the dropped client keeps its last weights
-    hist = est.history_
-    assert [h["clients"] for h in hist][:3] == [3, 3, 3] and hist[-1]["clients"] == 2
-    after = np.array([h["objective"] for h in hist if h["clients"] == 2])
-    assert np.all(np.diff(after[1:]) >= -1e-9)  # EM on the remaining clients is monotone
-    ref = FederatedGaussianMixture(3, random_state=0, tol=1e-7, max_iter=500,
-                                   device="cpu").fit(b.X[:2])
-    got = sum(est.score(x, client=c) * len(x) for c, x in enumerate(b.X[:2]))
-    want = sum(ref.score(x, client=c) * len(x) for c, x in enumerate(b.X[:2]))
-    assert abs(got - want) / 600 < 1e-3
+    import probest.mixture._flower_app as app
 
+    def message(content, dst_node_id, message_type, group_id):  # no run outside Flower
+        return SimpleNamespace(content=content, metadata=SimpleNamespace(
+            dst_node_id=dst_node_id, group_id=group_id))
 
-def test_flower_too_few_results_fail_clearly():
-    pytest.importorskip("flwr")
-    from probest.mixture import _flower_impl
+    monkeypatch.setattr(app, "Message", message)
 
-    est = FederatedGaussianMixture(3, device="cpu")
-    st = _flower_impl.GMMStrategy(est, min_clients=3, seed=0, given={})
-    params, _ = st.aggregate_fit(1, results=[], failures=[RuntimeError("x")] * 3)
-    assert params is None and st.done and "fewer than min_clients=3" in st.error
+    from flwr.app import ConfigRecord, RecordDict
 
+    from probest.mixture._flower_app import FlowerEngine, encode
 
-def test_flower_partial_participation_reaches_full_em_fixed_point():
-    pytest.importorskip("flwr")
-    from probest.mixture.flower import fit_local_deployment
+    def answer(cid):
+        def f(m):
+            rd = encode({"n": np.array([2.0])}, "sum")
+            rd["meta"] = ConfigRecord({"client-id": cid})
+            return SimpleNamespace(metadata=SimpleNamespace(src_node_id=m.metadata.dst_node_id),
+                                   has_error=lambda: False, content=rd)
+        return f
 
-    b = make_federated_gmm(3, 300, 3, 4, concentration=0.7, random_state=0)
-    kw = dict(random_state=0, tol=1e-9, max_iter=80, device="cpu")
-    est = FederatedGaussianMixture(3, engine="flower", **kw)
-    fit_local_deployment(est, b.X, [0, 1, 2], min_clients=2, client_fraction=0.5)
-    asked = [h["clients"] for h in est.history_]
-    assert asked[0] == 3 and set(asked[1:]) == {2}  # 2 of 3 clients per round after the first
-    assert all(h["in_model"] == 3 for h in est.history_)  # nobody's data is forgotten
-    full = FederatedGaussianMixture(3, **kw).fit(b.X)
-    from probest.metrics import match_components
+    def dead(m):  # what the SuperLink returns for a node that stopped answering
+        return SimpleNamespace(metadata=SimpleNamespace(src_node_id=3), has_error=lambda: True,
+                               error=SimpleNamespace(code=5, reason="NODE_UNAVAILABLE"),
+                               content=RecordDict())
 
-    perm = match_components(full.means_, est.means_)  # the two inits may order components
-    # incremental EM has the fixed points of full EM
-    np.testing.assert_allclose(est.means_[perm], full.means_, atol=1e-6)
-    np.testing.assert_allclose(est.client_weights_[:, perm], full.client_weights_, atol=1e-6)
+    grid, _ = _fake_grid({1: answer("a"), 2: answer("b"), 3: dead})
+    eng = FlowerEngine(grid, min_clients=2, round_timeout=1.0, wait_for=0.0)
+    res = eng.round("data_sum", {})
+    assert res.answered == ["a", "b"] and float(res.sums["n"][0]) == 4.0
+    assert res.dropped == [(1, "3", "error code 5: NODE_UNAVAILABLE")]
+    assert eng.n_clients_total() == 2  # the dead node is not asked again
+    grid2, _ = _fake_grid({1: answer("a"), 2: dead, 3: dead})
+    eng = FlowerEngine(grid2, min_clients=2, round_timeout=1.0, wait_for=0.0)
+    with pytest.raises(RuntimeError, match="1 clients answered, fewer than min_clients=2"):
+        eng.round("data_sum", {})
 
 
 def test_fedgmm_torch_distributed_gloo_three_ranks_equals_local(tmp_path):
@@ -167,7 +185,7 @@ def test_fedgmm_torch_distributed_gloo_three_ranks_equals_local(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for r in range(3)]
     try:
-        outs = [p.communicate(timeout=55)[0].decode() for p in procs]
+        outs = [p.communicate(timeout=240)[0].decode() for p in procs]  # loaded CI: generous
     finally:
         for p in procs:
             if p.poll() is None:
