@@ -14,4 +14,9 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "make_flow_toy": "_flows",
     "make_gp_classification": "_gaussian_process",
     "load_gp_benchmark": "_gaussian_process",
+    "make_bimodal_toy": "_bnn",
+    "bimodal_grid_posterior": "_bnn",
+    "make_crescent": "_bnn",
+    "crescent_grid_posterior": "_bnn",
+    "make_xsin_regression": "_bnn",
 })
