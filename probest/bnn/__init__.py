@@ -6,6 +6,7 @@ from probest._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "FeynmanKacTrainer": "_trainer",
     "ParticleDegeneracyWarning": "_trainer",
-    "PartialBayesianMLPRegressor": "_estimators",
-    "PartialBayesianMLPClassifier": "_estimators",
+    "plot_particle_posterior": "_plot",
+    "PartialBayesianMLPRegressor": "_regressor",
+    "PartialBayesianMLPClassifier": "_classifier",
 })
