@@ -216,6 +216,7 @@ class _PartialBayesianMLP(TorchEstimator):
     # --- prediction helpers -------------------------------------------------------------------
     def _engine(self) -> FeynmanKacTrainer:
         """A trainer view of the fitted net and particles (no training)."""
+        check_is_fitted(self)
         module = self.module_
         dev = next(module.parameters()).device
         dt = next(module.parameters()).dtype

@@ -78,6 +78,7 @@ class PartialBayesianMLPClassifier(ClassifierMixin, _PartialBayesianMLP):
 
     def predict(self, X):
         """The most probable class under the BMA predictive."""
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), 1)]
 
     def _label_index(self, y):
