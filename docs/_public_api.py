@@ -21,6 +21,7 @@ MODULES = (
     "probest.mixture",
     "probest.gaussian_process",
     "probest.flows",
+    "probest.bnn",
     "probest.datasets",
     "probest.metrics",
     "probest.compose",
