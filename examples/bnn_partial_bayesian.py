@@ -18,7 +18,7 @@ def main(argv=None) -> None:
     import numpy as np
     import torch
 
-    from probest.bnn import FeynmanKacTrainer, ParticleDegeneracyWarning, PartialBayesianMLPRegressor
+    from probest.bnn import FeynmanKacTrainer, PartialBayesianMLPRegressor, ParticleDegeneracyWarning
     from probest.bnn._toy import fit_bimodal_smc, tv_to_grid
     from probest.datasets import make_bimodal_toy, make_xsin_regression
 

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import torch
-from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._persist import Fitted

@@ -151,3 +151,13 @@ def test_fit_and_predict_cost_on_diabetes():
                                           device="cpu", random_state=0).fit(X, y)
     est.predict(X, return_std=True)
     assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loader", ["load_breast_cancer", "load_digits"])
+def test_classification_accuracy_and_calibration(loader):
+    """Acceptance 4: accuracy within 1 point of the MLP, lower ECE (15 bins, BMA)."""
+    import sklearn.datasets
+
+    r = _compare_classification(getattr(sklearn.datasets, loader), range(3), 1000, 200)
+    assert r["ohsmc"][0] >= r["map"][0] - 0.01 and r["ohsmc"][1] < r["map"][1], r

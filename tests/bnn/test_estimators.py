@@ -5,10 +5,19 @@ import warnings
 import numpy as np
 import pytest
 
-from probest.bnn import (ParticleDegeneracyWarning, PartialBayesianMLPClassifier,
-                         PartialBayesianMLPRegressor, plot_particle_posterior)
-from probest.datasets import (bimodal_grid_posterior, crescent_grid_posterior, make_bimodal_toy,
-                              make_crescent, make_xsin_regression)
+from probest.bnn import (
+    PartialBayesianMLPClassifier,
+    PartialBayesianMLPRegressor,
+    ParticleDegeneracyWarning,
+    plot_particle_posterior,
+)
+from probest.datasets import (
+    bimodal_grid_posterior,
+    crescent_grid_posterior,
+    make_bimodal_toy,
+    make_crescent,
+    make_xsin_regression,
+)
 
 _SMALL = {"hidden_layer_sizes": (16, 8), "stochastic_layers": (1,), "n_particles": 40,
           "max_epochs": 4, "kernel_scale": 1e-3, "ess_threshold": 0.5, "device": "cpu",

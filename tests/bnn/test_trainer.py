@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from probest._train import BatchSampler, TrainConfig, train
-from probest.bnn import FeynmanKacTrainer, ParticleDegeneracyWarning
-from probest.bnn import _smc
+from probest.bnn import FeynmanKacTrainer, ParticleDegeneracyWarning, _smc
 
 
 def _gauss(sigma):
