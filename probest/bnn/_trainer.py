@@ -22,7 +22,18 @@ SAMPLERS = ("ohsmc", "sgsmc")
 class ParticleDegeneracyWarning(UserWarning):
     """The particle system collapsed: the effective sample size stayed a tiny fraction of
     the number of particles (raise ``n_particles``, lower ``ess_threshold`` or the
-    likelihood power, or add restarts)."""
+    likelihood power, or add restarts).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from probest.bnn import ParticleDegeneracyWarning
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", ParticleDegeneracyWarning)
+    ...     warnings.warn("ESS collapsed", ParticleDegeneracyWarning)
+    >>> issubclass(ParticleDegeneracyWarning, UserWarning)
+    True
+    """
 
 
 class FeynmanKacTrainer:
@@ -119,9 +130,10 @@ class FeynmanKacTrainer:
     >>> net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     >>> X = torch.linspace(-2, 2, 64)[:, None]
     >>> y = torch.sin(2 * X[:, 0])
-    >>> gauss = lambda out, y: -0.5 * ((out[..., 0] - y) / 0.1) ** 2
+    >>> gauss = lambda out, y: -0.5 * ((out[..., 0] - y) / 0.5) ** 2
     >>> fk = FeynmanKacTrainer(net, ["2.weight", "2.bias"], gauss, n_particles=50,
-    ...                        kernel_scale=1e-3).fit(X, y, max_epochs=3, batch_size=16)
+    ...                        kernel_scale=1e-3, ess_threshold=0.5)
+    >>> fk = fk.fit(X, y, max_epochs=3, batch_size=16)
     >>> fk.particles_.shape, fk.predict_outputs(X[:5]).shape
     (torch.Size([50, 9]), torch.Size([50, 5, 1]))
     """

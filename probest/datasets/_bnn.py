@@ -46,8 +46,27 @@ def make_bimodal_toy(n_samples: int = 200, theta: float | None = None, random_st
 
 
 def bimodal_grid_posterior(y, grid=None):
-    """``(grid, density)`` of the toy's exact posterior ``p(theta | y)`` on a grid (default
-    4001 points on ``[-4, 4]``), normalised so that ``sum(density) * step == 1``."""
+    """``(grid, density)`` of the toy's exact posterior ``p(theta | y)`` on a grid,
+    normalised so that ``sum(density) * step == 1``.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        0/1 observations of :func:`make_bimodal_toy`.
+    grid : array-like, optional
+        Equally spaced theta values (default 4001 points on ``[-4, 4]``).
+
+    Returns
+    -------
+    grid, density : ndarray
+
+    Examples
+    --------
+    >>> from probest.datasets import bimodal_grid_posterior
+    >>> grid, p = bimodal_grid_posterior([1, 1, 0, 1])
+    >>> grid.shape == p.shape
+    True
+    """
     y = np.asarray(y, dtype=np.float64)
     grid = np.linspace(-4.0, 4.0, 4001) if grid is None else np.asarray(grid, dtype=np.float64)
     f = grid**2 - 1.0
@@ -62,6 +81,15 @@ def make_crescent(n_samples: int = 50, noise: float = 0.5, theta=(0.8, -0.6), ra
 
     The likelihood constrains only ``theta_1^2 + theta_2``, so the posterior is a curved
     ridge (a crescent) in the plane, symmetric in ``theta_1``.
+
+    Parameters
+    ----------
+    n_samples : int
+    noise : float
+        Observation standard deviation.
+    theta : pair of float
+        The true parameter.
+    random_state : int, numpy Generator or None
 
     Returns
     -------
@@ -83,7 +111,26 @@ def make_crescent(n_samples: int = 50, noise: float = 0.5, theta=(0.8, -0.6), ra
 
 def crescent_grid_posterior(y, noise: float = 0.5, n_grid: int = 201, lim: float = 3.0):
     """``(g1, g2, density)``: the crescent posterior on an ``n_grid x n_grid`` grid over
-    ``[-lim, lim]^2`` (``density[i, j]`` at ``(g1[i], g2[j])``), normalised to integrate to 1."""
+    ``[-lim, lim]^2`` (``density[i, j]`` at ``(g1[i], g2[j])``), normalised to integrate to 1.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+    noise : float
+    n_grid : int
+    lim : float
+
+    Returns
+    -------
+    g1, g2, density : ndarray
+
+    Examples
+    --------
+    >>> from probest.datasets import crescent_grid_posterior
+    >>> g1, g2, p = crescent_grid_posterior([0.5, 0.7], n_grid=11)
+    >>> p.shape
+    (11, 11)
+    """
     y = np.asarray(y, dtype=np.float64)
     g = np.linspace(-lim, lim, int(n_grid))
     t1, t2 = np.meshgrid(g, g, indexing="ij")
@@ -97,6 +144,15 @@ def crescent_grid_posterior(y, noise: float = 0.5, n_grid: int = 201, lim: float
 def make_xsin_regression(n_samples: int = 500, noise: float = 1.0, low: float = -5.0,
                          high: float = 5.0, random_state=None):
     """1-D regression ``y = x sin(x tanh x) + noise * eps``, ``x ~ U(low, high)``.
+
+    Parameters
+    ----------
+    n_samples : int
+    noise : float
+        Noise standard deviation.
+    low, high : float
+        Range of ``x``.
+    random_state : int, numpy Generator or None
 
     Returns
     -------
