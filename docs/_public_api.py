@@ -24,6 +24,7 @@ MODULES = (
     "probest.lora",
     "probest.cluster",
     "probest.bandits",
+    "probest.bnn",
     "probest.datasets",
     "probest.metrics",
     "probest.compose",

@@ -164,14 +164,35 @@ class TrainResult:
 
 class BatchSampler:
     """Mini-batch row indices drawn on the device (weighted rows by multinomial sampling, so
-    integer weights act like repeated rows and zero weights drop rows)."""
+    integer weights act like repeated rows and zero weights drop rows).
+
+    ``replace=False`` (unweighted rows only) walks through one random permutation of the
+    rows per epoch instead, so every row is used exactly once per epoch; the last batch of an
+    epoch is shorter when ``batch_size`` does not divide ``n`` (``steps_per_epoch`` batches).
+    """
 
     def __init__(self, n: int, batch_size: int, weights: torch.Tensor | None,
-                 generator: torch.Generator, device: torch.device):
+                 generator: torch.Generator, device: torch.device, replace: bool = True):
         self.n, self.bs = n, int(min(batch_size, n)) if weights is None else int(batch_size)
         self.weights, self.gen, self.device = weights, generator, device
+        self.replace = bool(replace)
+        if not self.replace and weights is not None:
+            raise ValueError("replace=False (epochs of permutations) takes no row weights.")
+        self._perm, self._pos = None, 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per pass over the rows (``ceil(n / batch_size)``)."""
+        return -(-self.n // self.bs)
 
     def __call__(self) -> torch.Tensor:
+        if not self.replace:
+            if self._perm is None or self._pos >= self.n:
+                self._perm = torch.randperm(self.n, generator=self.gen, device=self.device)
+                self._pos = 0
+            idx = self._perm[self._pos:self._pos + self.bs]
+            self._pos += self.bs
+            return idx
         if self.weights is None:
             return torch.randint(0, self.n, (self.bs,), generator=self.gen, device=self.device)
         return torch.multinomial(self.weights, self.bs, replacement=True, generator=self.gen)
@@ -276,6 +297,7 @@ def train(
     *,
     validation: Callable[[], torch.Tensor | float] | None = None,
     desc: str | None = None,
+    state: tuple[Callable[[], Any], Callable[[Any], None]] | None = None,
 ) -> TrainResult:
     """Minimise ``loss_fn(step)`` over the trainable parameters of ``module``.
 
@@ -296,6 +318,11 @@ def train(
         ``config.ema``); enables ``patience`` and ``restore_best``.
     desc : str, optional
         Progress-bar label (default: the estimator's class name).
+    state : (get, set), optional
+        Extra training state that is not a parameter (e.g. SMC particles and their
+        weights): ``get()`` returns a snapshot (copies), ``set(snapshot)`` restores it.  It
+        is snapshotted whenever the parameters are (a validation improvement with
+        ``restore_best``) and restored with them.
 
     Returns
     -------
@@ -314,6 +341,7 @@ def train(
     avg = EMA(params, config.ema)
     running, count, ok, step = None, 0, True, -1
     best, best_iter, best_snapshot, bad_checks, stopped = math.inf, None, None, 0, False
+    best_state = None
     with est._progress(max_iter, desc or type(est).__name__) as prog:
         for step in range(max_iter):
             loss = loss_fn(step)
@@ -340,6 +368,8 @@ def train(
                     improved = val < best - float(config.min_delta)  # False for NaN
                     if improved and config.restore_best:
                         best_snapshot = [p.detach().clone() for p in params]
+                        if state is not None:
+                            best_state = state[0]()
                 finally:
                     avg.swap()
                 record["val_objective"] = val
@@ -360,6 +390,8 @@ def train(
         with torch.no_grad():
             for p, s in zip(params, best_snapshot, strict=True):
                 p.copy_(s)
+        if state is not None:
+            state[1](best_state)
     elif ok:
         avg.copy_to_params()
     if not ok:

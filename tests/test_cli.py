@@ -87,9 +87,16 @@ def test_tour_quick_one_family_writes_report(tmp_path, capsys):
 
 
 def test_tour_reports_missing_families_without_faking(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    import probest
     import probest._tour as tour
 
-    res, failed = tour.run_tour(quick=True, out_dir=tmp_path, families=["bnn"])
+    # a family with no tour yet (bnn has one now): the first planned one
+    missing = [f for f in probest.FAMILIES if importlib.util.find_spec(f"probest.{f}._tour") is None]
+    if not missing:
+        pytest.skip("every family has a tour")
+    res, failed = tour.run_tour(quick=True, out_dir=tmp_path, families=missing[:1])
     assert res == [] and failed == []
     assert "not yet available" in capsys.readouterr().out
 

@@ -28,5 +28,5 @@ def test_readme_example_runs(code, tmp_path):
 
 def test_readme_has_examples_per_family():
     text = README.read_text()
-    for fam in ("shift", "mixture", "gaussian_process", "flows", "lora", "cluster", "bandits"):
+    for fam in ("shift", "mixture", "gaussian_process", "flows", "lora", "cluster", "bandits", "bnn"):
         assert f"<!-- family:{fam} -->" in text and f"from probest.{fam} import" in text

@@ -17,4 +17,9 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "load_rotten_tomatoes": "_lora",
     "make_heterogeneous_blobs": "_cluster",
     "load_choice_data": "_bandits",
+    "make_bimodal_toy": "_bnn",
+    "bimodal_grid_posterior": "_bnn",
+    "make_crescent": "_bnn",
+    "crescent_grid_posterior": "_bnn",
+    "make_xsin_regression": "_bnn",
 })

@@ -234,7 +234,9 @@ def test_score_with_unknown_or_string_labels(name):
     if y0 is None or not hasattr(est, "score"):
         pytest.skip("no supervised score")
     Xe, ye = KINDS[spec.input_kind].eval_input(X0), KINDS[spec.input_kind].eval_target(y0)
-    for label, yb in (("unknown labels", np.where(ye == ye[0], 99, ye)),
+    ye = np.asarray(ye)
+    unseen = "__unseen__" if ye.dtype.kind in "USO" else 99  # a label of the fit labels' kind
+    for label, yb in (("unknown labels", np.where(ye == ye[0], unseen, ye)),
                       ("string labels", np.asarray(ye).astype(str))):
         run_case(name, f"score with {label}", lambda yb=yb: np.asarray(est.score(Xe, yb), float))
 

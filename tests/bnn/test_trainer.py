@@ -1,0 +1,179 @@
+"""The Feynman–Kac trainer: its exact limits, the closed-form linear-Gaussian check
+(acceptance 1), resampling and the sampler's bookkeeping."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from probest._train import BatchSampler, TrainConfig, train
+from probest.bnn import FeynmanKacTrainer, ParticleDegeneracyWarning, _smc
+
+
+def _gauss(sigma):
+    return lambda out, y: -0.5 * ((out[..., 0] - y) / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(
+        2 * math.pi)
+
+
+class _Owner:
+    """A minimal owner for the shared loop (history and progress)."""
+
+    verbose = 0
+
+    def _progress(self, total, desc):
+        from probest.base import Progress
+
+        self.history_ = []
+        return Progress(self.history_, total, desc, 0)
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 4),
+                               torch.nn.Tanh(), torch.nn.Linear(4, 1)).double()
+
+
+def test_one_particle_without_moves_is_the_frozen_block_net():
+    """n_particles=1, kernel_scale=0: the Fisher gradient is the ordinary gradient, so
+    training equals the deterministic net with the block frozen at its initial values
+    (same seed, same minibatches)."""
+    rng = np.random.default_rng(0)
+    X = torch.tensor(rng.normal(size=(90, 2)))
+    y = torch.sin(X[:, 0]) + 0.1 * torch.tensor(rng.normal(size=90))
+    names = ["2.weight", "2.bias"]
+    a, b = _net(), _net()
+    init = torch.cat([dict(a.named_parameters())[n].detach().reshape(-1) for n in names])[None]
+    fk = FeynmanKacTrainer(a, names, _gauss(0.3), n_particles=1, kernel="rw", kernel_scale=0.0,
+                           init_particles=init)
+    fk.fit(X, y, max_epochs=6, batch_size=16, lr=1e-2, seed=5)
+
+    for n in names:
+        dict(b.named_parameters())[n].requires_grad_(False)
+    draw = BatchSampler(90, 16, None, torch.Generator().manual_seed(5), X.device, replace=False)
+
+    def loss_fn(step):
+        idx = draw()
+        return -_gauss(0.3)(b(X[idx]), y[idx]).mean()
+
+    cfg = TrainConfig(max_iter=6 * draw.steps_per_epoch, lr=1e-2, clip=10.0,
+                      log_every=draw.steps_per_epoch)
+    train(_Owner(), b, loss_fn, cfg)
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=1e-6, err_msg=n)
+    moved = max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), _net().parameters()))
+    assert moved > 1e-2  # the deterministic part did train
+    torch.testing.assert_close(fk.particles_, init)  # the block never moved
+
+
+def _linear_gaussian(n=100, k=3, sigma=0.5, alpha=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    torch.manual_seed(seed)
+    feats = torch.nn.Linear(2, k).double()
+    for p in feats.parameters():
+        p.requires_grad_(False)  # fixed psi: the features never train
+    net = torch.nn.Sequential(feats, torch.nn.Tanh(), torch.nn.Linear(k, 1)).double()
+    Xt = torch.tensor(X)
+    with torch.no_grad():
+        A = torch.cat([torch.tanh(feats(Xt)), torch.ones(n, 1, dtype=torch.float64)], 1).numpy()
+    w_true = rng.normal(size=k + 1) * alpha
+    y = A @ w_true + sigma * rng.normal(size=n)
+    # closed form: evidence N(y; 0, s^2 I + a^2 A A^T); posterior N(mu, Sig)
+    C = sigma**2 * np.eye(n) + alpha**2 * A @ A.T
+    log_ev = -0.5 * (y @ np.linalg.solve(C, y) + np.linalg.slogdet(C)[1] + n * math.log(2 * math.pi))
+    Sig = np.linalg.inv(A.T @ A / sigma**2 + np.eye(k + 1) / alpha**2)
+    mu = Sig @ A.T @ y / sigma**2
+    return net, Xt, torch.tensor(y), A, mu, Sig, log_ev
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_linear_gaussian_matches_closed_form(seed):
+    """Acceptance 1: stochastic last layer on fixed features, fixed noise, MCMC kernel:
+    evidence within 5 % (measured: 0.05-1.0 % over seeds 0-2), predictive mean and variance
+    within 0.05 in standardised units (measured <= 0.025 and <= 0.007)."""
+    sigma = 0.5
+    net, X, y, A, mu, Sig, log_ev = _linear_gaussian(sigma=sigma, seed=seed)
+    names = ["2.weight", "2.bias"]
+    # four passes with potentials p(y_B | phi)^(1/4): every point counted once, so with
+    # Metropolis moves the evidence estimate is unbiased for p(y) and the target exact
+    fk = FeynmanKacTrainer(net, names, _gauss(sigma), n_particles=1000, kernel="rwmh",
+                           n_mh_steps=5, ess_threshold=0.5, likelihood_power=0.25)
+    fk.fit(X, y, max_epochs=4, batch_size=20, seed=seed)
+    assert abs(fk.log_evidence_ - log_ev) <= 0.05 * abs(log_ev), (fk.log_evidence_, log_ev)
+    phi, w = fk.particles_.numpy(), np.exp(fk.log_weights_.numpy())
+    ys = float(y.std())
+    m_hat = (A @ phi.T) @ w
+    v_hat = ((A @ phi.T - m_hat[:, None]) ** 2) @ w + sigma**2
+    m_true, v_true = A @ mu, np.einsum("ij,jk,ik->i", A, Sig, A) + sigma**2
+    assert np.max(np.abs(m_hat - m_true)) / ys <= 0.05
+    assert np.max(np.abs(v_hat - v_true)) / ys**2 <= 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_linear_gaussian_matches_closed_form_more_seeds(seed):
+    test_linear_gaussian_matches_closed_form(seed)
+
+
+@pytest.mark.parametrize("scheme", _smc.RESAMPLING)
+def test_resampling_is_unbiased(scheme):
+    """Offspring counts average S w_i (over 400 resamplings: 5 standard errors)."""
+    g = torch.Generator().manual_seed(0)
+    lw = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64))
+    counts = torch.zeros(4, dtype=torch.float64)
+    for _ in range(400):
+        counts += torch.bincount(_smc.resample(lw, scheme, g), minlength=4)
+    freq = (counts / (400 * 4)).numpy()
+    se = np.sqrt(np.array([0.5, 0.3, 0.15, 0.05]) * 0.95 / 1600)
+    assert np.all(np.abs(freq - [0.5, 0.3, 0.15, 0.05]) <= 5 * se + 1e-12)
+    assert float(_smc.ess(lw)) == pytest.approx(1 / (0.25 + 0.09 + 0.0225 + 0.0025))
+
+
+def test_ou_kernel_keeps_the_prior():
+    g = torch.Generator().manual_seed(0)
+    phi = 2.0 * torch.randn(20000, 2, generator=g, dtype=torch.float64)
+    for _ in range(20):
+        phi = _smc.ornstein_uhlenbeck(phi, 0.5, 2.0, g)
+    assert abs(float(phi.std()) - 2.0) < 0.05  # 20000 draws: sd of the sd ~0.014
+
+
+def test_bad_names_and_values():
+    net = _net()
+    with pytest.raises(ValueError, match="names no parameter"):
+        FeynmanKacTrainer(net, [], _gauss(1.0))
+    with pytest.raises(ValueError, match="not parameters"):
+        FeynmanKacTrainer(net, ["9.weight"], _gauss(1.0))
+    with pytest.raises(ValueError, match="kernel"):
+        FeynmanKacTrainer(net, ["2.weight"], _gauss(1.0), kernel="hmc")
+    with pytest.raises(ValueError, match="n_particles"):
+        FeynmanKacTrainer(net, ["2.weight"], _gauss(1.0), n_particles=0)
+
+
+def test_degeneracy_is_recorded_and_warned():
+    """A sharp likelihood with resampling every step: the ESS collapses, is recorded per
+    step and warned about."""
+    X = torch.linspace(-1, 1, 64, dtype=torch.float64)[:, None].repeat(1, 2)
+    y = 3 * X[:, 0]
+    fk = FeynmanKacTrainer(_net(), ["4.weight", "4.bias"], _gauss(0.001), n_particles=50,
+                           kernel_scale=1e-2)
+    with pytest.warns(ParticleDegeneracyWarning, match="ESS"):
+        fk.fit(X, y, max_epochs=2, batch_size=16)
+    assert fk.ess_history_.shape == (8,) and fk.ess_history_.min() < 2.5
+
+
+def test_restarts_and_early_stopping_keep_particles_of_the_best_epoch():
+    rng = np.random.default_rng(1)
+    X = torch.tensor(rng.normal(size=(80, 2)))
+    y = torch.sin(X[:, 0])
+    fk = FeynmanKacTrainer(_net(), ["2.weight", "2.bias"], _gauss(0.3), n_particles=20,
+                           kernel_scale=1e-3, ess_threshold=0.5)
+    owner = _Owner()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParticleDegeneracyWarning)
+        fk.fit(X[:60], y[:60], max_epochs=4, batch_size=20, validation=(X[60:], y[60:]),
+               patience=2, n_restarts=2, owner=owner)
+    assert fk.chain_particles_.shape == (2, 20, 36)
+    best = min(h["val_objective"] for h in owner.history_)
+    assert float(fk.predictive_nlpd(X[60:], y[60:])) == pytest.approx(best, rel=1e-6)
