@@ -10,7 +10,13 @@ import pytest
 EXAMPLES = sorted((pathlib.Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+#: examples too long for the default run (measured idle, 2 cores), with the fast test that
+#: covers the same path in the default run
+SLOW = {"lora_sentiment": "47 s: two MiniLM fine-tunes; tests/lora covers the path on a tiny BERT"}
+
+
+@pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW
+                                    else p for p in EXAMPLES], ids=[p.stem for p in EXAMPLES])
 def test_example_runs_quick(script, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._persist import Fitted
 from probest._train import validation_split
-from probest._validation import Interval, Options
+from probest._validation import Interval, Options, check_scale
 from probest.base import EstimatorSpec, TorchEstimator
 from probest.bnn import _mlp, _smc
 from probest.bnn._trainer import FeynmanKacTrainer
@@ -228,8 +228,9 @@ class _PartialBayesianMLP(TorchEstimator):
     def _inputs(self, X) -> torch.Tensor:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        Z = (X - self.x_mean_) / self.x_scale_
         p = next(self.module_.parameters())
+        check_scale(X, owner=type(self).__name__, dtype=p.dtype)
+        Z = (X - self.x_mean_) / self.x_scale_
         return torch.tensor(Z, device=p.device, dtype=p.dtype)
 
     def _weights(self) -> np.ndarray:

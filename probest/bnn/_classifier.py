@@ -8,6 +8,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest._validation import check_scale
 from probest.bnn import _mlp
 from probest.bnn._base import _DOC_ATTRS, _DOC_PARAMS, _PartialBayesianMLP
 
@@ -61,6 +62,7 @@ class PartialBayesianMLPClassifier(ClassifierMixin, _PartialBayesianMLP):
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
         check_classification_targets(y)
+        check_scale(X, owner=type(self).__name__, dtype=self.dtype or "float32")
         self.classes_, idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y holds a single class ({self.classes_[0]!r}); a classifier "

@@ -9,6 +9,7 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from probest._validation import check_scale
 from probest.bnn import _mlp
 from probest.bnn._base import _DOC_ATTRS, _DOC_PARAMS, _PartialBayesianMLP
 
@@ -73,6 +74,8 @@ class PartialBayesianMLPRegressor(RegressorMixin, _PartialBayesianMLP):
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2)
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D (one target), got shape {y.shape}.")
+        check_scale(X, owner=type(self).__name__, dtype=self.dtype or "float32")
+        check_scale(y[:, None], owner=type(self).__name__, dtype=self.dtype or "float32", name="y")
         self.y_mean_ = float(y.mean())
         self.y_scale_ = float(y.std()) if y.std() > 0 else 1.0
         self._fit(X, (y - self.y_mean_) / self.y_scale_, 1)

@@ -253,7 +253,13 @@ class FlowDensityEstimator(DensityMixin, TransformerMixin, FlowEstimator):
         out = []
         for chunk in torch.split(x, 4096):
             z, ld = self.preprocessor_(chunk)
+            # rows whose latent overflowed (|x| past the dtype) get NaN here, named by
+            # `_finite`; the flow (and its base distribution's support check) sees zeros
+            bad = ~torch.isfinite(z).reshape(len(z), -1).all(-1)
+            if bad.any():
+                z = torch.where(bad.reshape(-1, *[1] * (z.dim() - 1)), torch.zeros_like(z), z)
             lp = self.model_.log_prob(z, cached=cached) + ld
+            lp = torch.where(bad, torch.full_like(lp, math.nan), lp)
             out.append(torch.where(torch.isfinite(ld), lp, torch.full_like(lp, -math.inf)))
         return torch.cat(out)
 

@@ -83,13 +83,17 @@ def _estimator_params(est) -> dict:
 
 
 def write_app(est, app_dir, out, min_clients: int) -> Path:
-    """Write the Flower App (``pyproject.toml``) that fits ``est`` and saves it to ``out``."""
+    """Write the Flower App (``pyproject.toml``) that fits ``est`` (a
+    :class:`FederatedGaussianMixture` or the dict of its parameters) and saves it to ``out``."""
+    params = dict(est) if isinstance(est, dict) else _estimator_params(est)
     app = Path(app_dir)
     app.mkdir(parents=True, exist_ok=True)
     for k in ("weights_init", "means_init", "precisions_init"):
-        if getattr(est, k, None) is not None:
+        if params.get(k) is not None or getattr(est, k, None) is not None:
             raise ValueError(f"{k} is not supported with engine='flower'.")
-    text = _PYPROJECT.format(estimator=json.dumps(json.dumps(_estimator_params(est))),
+    params.pop("engine", None)
+    params["device"] = "cpu"
+    text = _PYPROJECT.format(estimator=json.dumps(json.dumps(params)),
                              min_clients=int(min_clients), out=json.dumps(str(out)))
     (app / "pyproject.toml").write_text(text)
     return app
@@ -240,10 +244,9 @@ def main(argv=None) -> None:
     a.add_argument("--min-clients", type=int, required=True)
     a.add_argument("--estimator", default="{}", help="JSON of the estimator's parameters")
     args = ap.parse_args(argv)
-    from probest.mixture import FederatedGaussianMixture
-
-    est = FederatedGaussianMixture(**json.loads(args.estimator))
-    print(write_app(est, args.dir, Path(args.out).resolve(), args.min_clients))
+    # the parameters are checked where the ServerApp builds the estimator from them
+    print(write_app(json.loads(args.estimator), args.dir, Path(args.out).resolve(),
+                    args.min_clients))
 
 
 if __name__ == "__main__":

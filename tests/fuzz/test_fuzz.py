@@ -66,6 +66,8 @@ def _tiny_bert():
     from probest.lora import make_tiny_backbone
 
     return str(make_tiny_backbone(pathlib.Path(tempfile.gettempdir()) / "probest-tiny-bert-v1"))
+
+
 def _events():
     from probest.bandits import simulate_exp3
 
@@ -79,6 +81,9 @@ def _clients(with_y):
 
 
 _FLOW = {"max_iter": 3, "batch_size": 32, "device": "cpu", "random_state": 0}
+
+_BNN = {"hidden_layer_sizes": (4, 4), "stochastic_layers": (1,), "n_particles": 4,
+        "max_epochs": 2, "early_stopping": False, "device": "cpu", "random_state": 0}
 
 #: estimator name -> (tiny-budget instance, data, fit kwargs)
 BUDGET = {
@@ -109,6 +114,8 @@ BUDGET = {
                        random_state=0), _dens, {}),
     "GaussianProcessClassifier": (dict(max_iter=30, random_state=0), _clf, {}),
     "GaussianProcessRegressor": (dict(max_iter=30, random_state=0), _reg, {}),
+    "PartialBayesianMLPClassifier": (dict(**_BNN), _clf, {}),
+    "PartialBayesianMLPRegressor": (dict(**_BNN), _reg, {}),
     "PhaseRetrievalRegression": (dict(alpha=1.0, max_iter=30), _phase, {}),
     "WeightedLinearRegression": (dict(max_iter=30), _reg, {}),
     "WeightedLogisticRegression": (dict(alpha=1.0, max_iter=30), _clf, {}),
