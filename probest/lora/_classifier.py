@@ -100,7 +100,7 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
     temperature_ : float
         1.0 unless ``calibrate="temperature"``.
     cache_error_ : float
-        Max |cached - recomputed| hidden state at fit (0 when caching is off).
+        Max abs(cached - recomputed) hidden state at fit (0 when caching is off).
     time_per_step_ : float
         Seconds per training step.
     n_truncated_ : int
