@@ -42,7 +42,7 @@ def test_softmax_expectations_and_identities():
     np.testing.assert_allclose(e0.numpy(), lik.log_prob(y, m).numpy(), atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["laplace", "vi", "hybrid"])
+@pytest.mark.parametrize("mode", [pytest.param("laplace", marks=pytest.mark.slow), "vi", "hybrid"])
 def test_softmax_modes_fit_exact_and_sparse(mode):
     X, y = _blobs()
     kw = dict(inference=mode, multi_class="softmax", random_state=0)
