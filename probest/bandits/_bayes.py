@@ -7,8 +7,8 @@ import torch
 
 from probest._persist import Fitted
 from probest._validation import Interval, Options
-from probest.bandits._common import ChoiceModel
-from probest.bandits._replay import SCHEDULES, replay_exp3
+from probest.bandits._common import EXP3_CONSTRAINTS, ChoiceModel
+from probest.bandits._replay import replay_exp3
 
 
 class BayesianExp3(ChoiceModel):
@@ -105,12 +105,7 @@ class BayesianExp3(ChoiceModel):
     """
 
     _constraints = {
-        "n_arms": (Interval(int, 2, None), None),
-        "schedule": (Options(SCHEDULES),),
-        "alpha": (Interval(float, 0.0, None, "both"),),
-        "gamma": (Interval(float, 0.0, 1.0, "left"),),
-        "iw_estimator": (Options({"loss", "gain"}),),
-        "truncation": (Options({"auto"}), Interval(int, 2, None), None),
+        **EXP3_CONSTRAINTS,
         "hierarchical": ("boolean",),
         "backend": (Options({"numpyro", "pyro"}),),
         "mu_loc": (Interval(float, None, None),),
@@ -184,8 +179,7 @@ class BayesianExp3(ChoiceModel):
         """
         log = self._event_log(actions, rewards, subject, fitted=False)
         with self._fit_context() as ctx:
-            self.n_arms_, self.subjects_ = log.n_arms, log.subjects
-            self.n_subjects_, self.n_trials_ = log.n_subjects, log.lengths.copy()
+            self._record_log(log)
             self.upsilon_, init = self._pilot(log, ctx.seed)
             kw = dict(init=init, num_warmup=int(self.num_warmup), num_samples=int(self.num_samples),
                       num_chains=int(self.num_chains), target_accept=float(self.target_accept),

@@ -11,7 +11,9 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from probest._torch import as_tensor
+from probest._validation import Interval, Options
 from probest.bandits._data import EventLog, as_event_log, match_subjects
+from probest.bandits._replay import SCHEDULES
 from probest.base import EstimatorSpec, TorchEstimator
 
 
@@ -57,6 +59,17 @@ def warn_diagnostics(owner: str, subjects: np.ndarray, diag: dict[str, np.ndarra
                       IdentifiabilityWarning, stacklevel=3)
 
 
+#: the Exp3 model's parameters, shared by the MLE and the Bayesian fit
+EXP3_CONSTRAINTS = {
+    "n_arms": (Interval(int, 2, None), None),
+    "schedule": (Options(SCHEDULES),),
+    "alpha": (Interval(float, 0.0, None, "both"),),
+    "gamma": (Interval(float, 0.0, 1.0, "left"),),
+    "iw_estimator": (Options({"loss", "gain"}),),
+    "truncation": (Options({"auto"}), Interval(int, 2, None), None),
+}
+
+
 class ChoiceModel(TorchEstimator):
     """Shared base of the bandits estimators (not public): subclasses implement
     ``_replay_fitted(log, index, record)`` -> ``(loglik (S,), logp (S, T, K) or None)``."""
@@ -76,6 +89,15 @@ class ChoiceModel(TorchEstimator):
                 raise ValueError(f"unknown action ids: the model was fitted with "
                                  f"{self.n_arms_} arms (ids 0..{self.n_arms_ - 1}).") from exc
             raise
+
+    def _record_log(self, log: EventLog) -> None:
+        """The fitted bookkeeping every choice model keeps of its training log."""
+        self.n_arms_, self.subjects_ = log.n_arms, log.subjects
+        self.n_subjects_, self.n_trials_ = log.n_subjects, log.lengths.copy()
+
+    def _to_tensor(self, x) -> torch.Tensor:
+        """A float64 tensor of ``x`` on the fit's device (candidates, parameters)."""
+        return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=self.device_)
 
     def _tensors(self, log: EventLog):
         dev = getattr(self, "device_", torch.device("cpu"))

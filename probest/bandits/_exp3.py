@@ -12,8 +12,8 @@ from scipy.stats import chi2, norm
 
 from probest._persist import Fitted
 from probest._validation import Check, Interval, Options
-from probest.bandits._common import ChoiceModel, IdentifiabilityWarning, warn_diagnostics
-from probest.bandits._replay import SCHEDULES, first_small_prob, replay_exp3
+from probest.bandits._common import EXP3_CONSTRAINTS, ChoiceModel, IdentifiabilityWarning, warn_diagnostics
+from probest.bandits._replay import first_small_prob, replay_exp3
 from probest.bandits._search import (
     curvature,
     maximise,
@@ -125,12 +125,7 @@ class Exp3LearningRateMLE(ChoiceModel):
     """
 
     _constraints = {
-        "n_arms": (Interval(int, 2, None), None),
-        "schedule": (Options(SCHEDULES),),
-        "alpha": (Interval(float, 0.0, None, "both"),),
-        "gamma": (Interval(float, 0.0, 1.0, "left"),),
-        "iw_estimator": (Options({"loss", "gain"}),),
-        "truncation": (Options({"auto"}), Interval(int, 2, None), None),
+        **EXP3_CONSTRAINTS,
         "ci": (Options({"profile", "wald", "bootstrap"}), None),
         "ci_level": (Interval(float, 0.0, 1.0, "neither"),),
         "grid": (Check(_valid_grid, "(low, high, n) with 0 < low < high and n >= 5, or an "
@@ -211,13 +206,9 @@ class Exp3LearningRateMLE(ChoiceModel):
         """
         log = self._event_log(actions, rewards, subject, fitted=False)
         with self._fit_context() as ctx:
-            self.n_arms_, self.subjects_ = log.n_arms, log.subjects
-            self.n_subjects_, self.n_trials_ = log.n_subjects, log.lengths.copy()
+            self._record_log(log)
             A, R, L = self._tensors(log)
-            dev = self.device_
-
-            def to_t(x):
-                return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=dev)
+            to_t = self._to_tensor
 
             with self._progress(4, "Exp3 MLE") as prog:
                 n_used, pilot = self._truncate(A, R, L, ctx.rng, to_t)

@@ -171,13 +171,9 @@ class RescorlaWagnerMLE(ChoiceModel):
         """
         log = self._event_log(actions, rewards, subject, fitted=False)
         with self._fit_context() as ctx:
-            self.n_arms_, self.subjects_ = log.n_arms, log.subjects
-            self.n_subjects_, self.n_trials_ = log.n_subjects, log.lengths.copy()
+            self._record_log(log)
             A, R, L = self._tensors(log)
-            dev = self.device_
-
-            def to_t(x):
-                return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=dev)
+            to_t = self._to_tensor
 
             f = self._objective(A, R, L)
             with self._progress(2, "Rescorla-Wagner MLE") as prog:
