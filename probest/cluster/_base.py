@@ -10,7 +10,7 @@ import torch
 from sklearn.base import ClusterMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probest._validation import check_finite_rows, check_scale
+from probest._validation import Interval, Options, check_finite_rows, check_scale
 from probest.base import TorchEstimator
 from probest.cluster import _cvx, _nlr
 from probest.cluster._gauss import component_log_prob
@@ -18,6 +18,16 @@ from probest.cluster._gauss import component_log_prob
 SOLVERS = ("auto", "cvxpy", "nlr", "sketch")
 #: ``solver="auto"`` uses cvxpy (the reference) up to this many rows, nlr above.
 AUTO_CVXPY_MAX = 60
+#: the SDP solver's parameters, shared by both clusterers
+SDP_CONSTRAINTS = {
+    "n_clusters": (Interval(int, 1, None),),
+    "solver": (Options(SOLVERS),),
+    "rank": (Interval(int, 1, None), None),
+    "sdp_max_iter": (Interval(int, 1, None),),
+    "sdp_tol": (Interval(float, 0.0, None, "neither"),),
+    "penalty": (Interval(float, 0.0, None, "neither"),),
+    "sketch_size": (Interval(int, 2, None),),
+}
 
 
 def certify_nlr(bl, U, y, labels, n_steps) -> dict[str, Any]:

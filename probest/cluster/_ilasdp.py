@@ -12,7 +12,7 @@ from probest._persist import Fitted
 from probest._validation import Interval, Options
 from probest.base import EstimatorSpec
 from probest.cluster import _nlr
-from probest.cluster._base import SOLVERS, _SDPClusterBase, certify_nlr
+from probest.cluster._base import SDP_CONSTRAINTS, _SDPClusterBase, certify_nlr
 from probest.cluster._gauss import (
     COVARIANCE_TYPES,
     component_log_prob,
@@ -116,19 +116,13 @@ class ILASDPClustering(_SDPClusterBase):
 
     _spec = EstimatorSpec(outputs=("predict", "predict_proba", "score_samples"))
     _constraints = {
-        "n_clusters": (Interval(int, 1, None),),
+        **SDP_CONSTRAINTS,
         "covariance_type": (Options(COVARIANCE_TYPES),),
         "max_iter": (Interval(int, 1, None),),
         "tol": (Interval(float, 0.0, 1.0, "both"),),
-        "solver": (Options(SOLVERS),),
         "reg_covar": (Interval(float, 0.0, None),),
         "init": (Options({"sdp"}), "array-like"),
         "fixed_covariances": ("array-like", None),
-        "rank": (Interval(int, 1, None), None),
-        "sdp_max_iter": (Interval(int, 1, None),),
-        "sdp_tol": (Interval(float, 0.0, None, "neither"),),
-        "penalty": (Interval(float, 0.0, None, "neither"),),
-        "sketch_size": (Interval(int, 2, None),),
     }
     _fitted_attributes = (
         Fitted("labels_", ndim=1), Fitted("weights_", ndim=1, finite=True),

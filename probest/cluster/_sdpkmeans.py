@@ -10,9 +10,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._persist import Fitted
-from probest._validation import Interval, Options, check_finite_rows
+from probest._validation import check_finite_rows
 from probest.base import EstimatorSpec
-from probest.cluster._base import SOLVERS, _SDPClusterBase
+from probest.cluster._base import SDP_CONSTRAINTS, _SDPClusterBase
 
 
 class SDPKMeans(_SDPClusterBase):
@@ -100,15 +100,7 @@ class SDPKMeans(_SDPClusterBase):
     """
 
     _spec = EstimatorSpec(outputs=("predict", "score_samples"))
-    _constraints = {
-        "n_clusters": (Interval(int, 1, None),),
-        "solver": (Options(SOLVERS),),
-        "rank": (Interval(int, 1, None), None),
-        "sdp_max_iter": (Interval(int, 1, None),),
-        "sdp_tol": (Interval(float, 0.0, None, "neither"),),
-        "penalty": (Interval(float, 0.0, None, "neither"),),
-        "sketch_size": (Interval(int, 2, None),),
-    }
+    _constraints = SDP_CONSTRAINTS
     _fitted_attributes = (
         Fitted("labels_", ndim=1), Fitted("cluster_centers_", ndim=2, finite=True),
         "inertia_", "objective_", Fitted("membership_", ndim=3, finite=True), "certificate_",
