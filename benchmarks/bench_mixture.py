@@ -164,6 +164,15 @@ def main(argv=None):
     run_extra(only, X, K, iters, quick=a.quick)
 
 
+def _same_start(X, K, cov):
+    """Fit parameters for probest and scikit-learn that start EM from the same point."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        init = SkGMM(K, covariance_type=cov, max_iter=1, random_state=0).fit(X[:20_000])
+    return dict(covariance_type=cov, weights_init=init.weights_, means_init=init.means_,
+                precisions_init=init.precisions_, tol=0.0, init_params="random", random_state=0)
+
+
 def _speed(X, n, d, K, iters):
     print(f"n={n} d={d} K={K}, {iters} EM iterations after identical initialisation, "
           f"1 thread, torch {torch.__version__}\n")
@@ -171,12 +180,7 @@ def _speed(X, n, d, K, iters):
           "probest loglik | sklearn peak MiB | probest peak MiB |")
     print("|---|---|---|---|---|---|---|---|")
     for cov in ("full", "diag"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            init = SkGMM(K, covariance_type=cov, max_iter=1, random_state=0).fit(X[:20_000])
-        kw = dict(covariance_type=cov, weights_init=init.weights_, means_init=init.means_,
-                  precisions_init=init.precisions_, tol=0.0, init_params="random",
-                  random_state=0)
+        kw = _same_start(X, K, cov)
         ests, t, _ = timed_fits({
             "sk": lambda m, kw=kw: TimedSkGMM(K, max_iter=m, **kw),
             "pb": lambda m, kw=kw: GaussianMixture(K, max_iter=m, device="cpu", **kw),
@@ -235,12 +239,7 @@ def run_extra(only, X, K, iters, quick=False):
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         X32 = X.astype(np.float32)
         for cov in ("full", "diag"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                init = SkGMM(K, covariance_type=cov, max_iter=1, random_state=0).fit(X[:20_000])
-            kw = dict(covariance_type=cov, weights_init=init.weights_, means_init=init.means_,
-                      precisions_init=init.precisions_, tol=0.0, init_params="random",
-                      random_state=0)
+            kw = _same_start(X, K, cov)
             makers = {
                 "sk": lambda m, kw=kw: TimedSkGMM(K, max_iter=m, **kw),
                 "pb": lambda m, kw=kw: GaussianMixture(K, max_iter=m, device="cpu", **kw),
