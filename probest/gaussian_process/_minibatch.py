@@ -20,6 +20,14 @@ host memory to the device per batch) and does
    the hybrid's EP energy ``log Z_q + (N/b) sum_B [log int p(y_n|f) q_cav - log int t_n q_cav]``
    (per-point sites: the CVI targets of step 1, i.e. the fixed point of CVI), or the ELBO
    ``log Z_q - E_q[log t] + (N/b) sum_B E_q[log p(y_n|f_n)]`` for ``inference="vi"``.
+   The EP energy is not stationary in the sites at the CVI fixed point, so its gradient
+   depends on what is frozen: the full-batch hybrid freezes the per-point sites, and its
+   u-site ``Lam(theta) = sum_n A_n(theta) lam_n A_n(theta)^T`` moves with theta.  The slice
+   estimates ``dLam/dtheta`` from its own rows (a straight-through term: the value is
+   unchanged), cross-fitted between its two halves so that each row's product with itself is
+   not counted ``N/b`` times; the estimate is then unbiased, and exact for one batch (frozen
+   u-sites instead bias it enough to collapse the lengthscale at ``N = 100,000``).  The ELBO
+   is stationary at the CVI fixed point, so frozen u-sites give its gradient there.
 
 Schedule: ``beta_t = max(b/N, cvi_lr / (1 + t b / N))`` (``t`` counts minibatches, so the
 step decays like one over the epochs and never drops below a memory of one epoch); Adam's rate
@@ -82,11 +90,14 @@ class MinibatchFit(GPFit):
             vector_to_parameters(theta.to(self.Z), self.params())
 
     # -- posterior pieces ------------------------------------------------------------------
-    def _whiten(self, Luu, need_trace: bool = False):
-        """``(LB, mw, log_zq, trace P^-1, Lam_w, eta_w)`` of ``q(w)`` from the sites on ``u``."""
-        Lam_w = Luu.T @ self.l2 @ Luu
+    def _whiten(self, Luu, need_trace: bool = False, l1=None, l2=None):
+        """``(LB, mw, log_zq, trace P^-1, Lam_w, eta_w)`` of ``q(w)`` from the sites on ``u``
+        (``self.l1``, ``self.l2`` unless given)."""
+        l1 = self.l1 if l1 is None else l1
+        l2 = self.l2 if l2 is None else l2
+        Lam_w = Luu.T @ l2 @ Luu
         Lam_w = 0.5 * (Lam_w + Lam_w.T)
-        eta_w = Luu.T @ self.l1
+        eta_w = Luu.T @ l1
         P = torch.eye(Lam_w.shape[0], dtype=Lam_w.dtype, device=Lam_w.device) + Lam_w
         LB = torch.linalg.cholesky(P)
         mw = torch.cholesky_solve(eta_w[:, None], LB)[:, 0]
@@ -126,11 +137,45 @@ class MinibatchFit(GPFit):
             e, _, _ = self.lik.expected(yb, mu, var)
             site = (eta_w * mw).sum() - 0.5 * (mw @ Lam_w @ mw + (Lam_w.shape[0] - tr))
             return log_zq - site + scale * e.sum(), Phi, sites
+        if not torch.is_grad_enabled() or Xb.shape[0] < 2:
+            return log_zq + scale * self._ep_data(yb, mu, var, var_site, sites).sum(), Phi, sites
+        # The full-batch hybrid keeps its sites on the f_n, so its u-site
+        # Lam(theta) = sum_n A_n(theta) lam_n A_n(theta)^T moves with theta; frozen u-sites
+        # miss that term and bias the EP-energy gradient (it drove the lengthscale to collapse
+        # at N = 100,000).  The value stays the same; the gradient gets the batch's estimate of
+        # dLam/dtheta.  One estimate for all the batch's marginals would count each row's
+        # product with itself n/b times; so the batch is split in halves and the marginals of
+        # one half see its own rows' dLam with weight 1 and the other half's with n/|other| - 1:
+        # both the row's own term and the pairs then have expectation 1 (one batch: exact).
+        A = torch.linalg.solve_triangular(Luu.T, Phi, upper=True)
+        b, h = Xb.shape[0], Xb.shape[0] // 2
+        halves = (slice(0, h), slice(h, b))
+        d1 = [A[:, sl] @ sites[0][sl] for sl in halves]
+        d2 = [(A[:, sl] * sites[1][sl]) @ A[:, sl].T for sl in halves]
+
+        def whiten(w1, w2):  # q(w) at the u-sites moved by the weighted estimates
+            e1 = sum(w * (d - d.detach()) for w, d in zip(w1, d1))
+            e2 = sum(w * (d - d.detach()) for w, d in zip(w2, d2))
+            return self._whiten(Luu, l1=self.l1 + e1, l2=self.l2 + e2)
+
+        n = scale * b
+        log_zq = whiten((scale, scale), (scale, scale))[2]
+        total = log_zq
+        for k, sl in enumerate(halves):
+            other = (1.0, n / (b - h) - 1.0) if k == 0 else (n / h - 1.0, 1.0)
+            LB, mw, *_ = whiten(other, other)
+            _, mu, var, var_site = self._batch(Luu, LB, mw, Xb[sl])
+            part = (sites[0][sl], sites[1][sl])
+            total = total + scale * self._ep_data(yb[sl], mu, var, var_site, part).sum()
+        return total, Phi, sites
+
+    def _ep_data(self, yb, mu, var, var_site, sites):
+        """Per-point EP-energy terms ``log int p(y|f) q_cav - log int t q_cav``."""
         l1, l2 = sites
-        q = E.Marginals(mu, var, var_site, log_zq, {})
+        q = E.Marginals(mu, var, var_site, None, {})
         m_c, v_c, _ = E.cavity(q, l1, l2)
         tilted = self.lik.log_tilted(yb, m_c, v_c + q.extra)
-        return log_zq + scale * (tilted - E._log_site_cavity(l1, l2, m_c, v_c)).sum(), Phi, sites
+        return tilted - E._log_site_cavity(l1, l2, m_c, v_c)
 
     def _chunks(self, size: int = 4096):
         n = self.X.shape[0]
@@ -146,11 +191,34 @@ class MinibatchFit(GPFit):
             raise ValueError("a minibatched fit has no Laplace evidence; use kind='ep' or "
                              "'elbo'.")
         Luu = _chol_uu(self.kernel, self.Z)
+        if kind == "ep" and torch.is_grad_enabled():
+            return self._ep_objective(Luu)
         total = None
         for Xb, yb in self._chunks():
             t = self._terms(kind, Luu, Xb, yb, 1.0)[0]
             # log Z_q (and the ELBO's site term) once, not once per chunk
             total = t if total is None else total + t - self._global_term(kind, Luu)
+        return total
+
+    def _ep_objective(self, Luu):
+        """The data EP energy with its exact theta-gradient: the per-point sites (the CVI
+        targets) held fixed and the u-site ``sum_n A_n(theta) lam_n A_n(theta)^T`` moving with
+        theta, as in the full-batch sparse hybrid (two streamed passes)."""
+        with torch.no_grad():
+            LB, mw, *_ = self._whiten(Luu)
+            sites = [self._targets(yb, *self._batch(Luu, LB, mw, Xb)[1:3])
+                     for Xb, yb in self._chunks()]
+        e1, e2 = torch.zeros_like(self.l1), torch.zeros_like(self.l2)
+        for (Xb, _), (t1, t2) in zip(self._chunks(), sites):
+            Phi = torch.linalg.solve_triangular(Luu, E._eval_kernel(self.kernel, self.Z, Xb),
+                                                upper=False)
+            A = torch.linalg.solve_triangular(Luu.T, Phi, upper=True)
+            d1, d2 = A @ t1, (A * t2) @ A.T
+            e1, e2 = e1 + d1 - d1.detach(), e2 + d2 - d2.detach()
+        LB, mw, total, *_ = self._whiten(Luu, l1=self.l1 + e1, l2=self.l2 + e2)
+        for (Xb, yb), part in zip(self._chunks(), sites):
+            _, mu, var, var_site = self._batch(Luu, LB, mw, Xb)
+            total = total + self._ep_data(yb, mu, var, var_site, part).sum()
         return total
 
     def _global_term(self, kind, Luu):

@@ -58,6 +58,46 @@ def test_streamed_batches_sum_to_the_full_batch_posterior():
         np.testing.assert_allclose(v1.numpy(), v0.numpy(), rtol=1e-6, atol=1e-7)
 
 
+def _theta_grad(fit, fn):
+    for p in fit.params():
+        p.grad = None
+    fn().backward()
+    return torch.cat([p.grad.reshape(-1) for p in fit.params()])
+
+
+def test_minibatch_ep_energy_gradient_estimates_the_full_batch_gradient():
+    # At converged CVI sites the full-batch sparse hybrid differentiates its EP energy with the
+    # per-point sites fixed, so its u-site sum_n A_n(theta) lam_n A_n^T moves with theta.
+    # The minibatch theta step must estimate that gradient: exactly with one batch, without
+    # bias over random batches of 10 (frozen u-sites had the lengthscale component's sign
+    # wrong here, -3.7 against +6.9, and collapsed the lengthscale at N = 100,000).
+    from probest.gaussian_process._minibatch import _chol_uu
+
+    full, mb, _ = _moons_fits(200)
+    n = 200
+    g_full = _theta_grad(full, lambda: full.objective("ep"))
+
+    def slice_grads(b, seed):
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        return torch.stack([_theta_grad(mb, lambda i=perm[s:s + b]: mb._terms(
+            "ep", _chol_uu(mb.kernel, mb.Z), mb.X[i], mb.y[i], n / b)[0])
+            for s in range(0, n, b)]).mean(0)
+
+    np.testing.assert_allclose(slice_grads(n, 0).numpy(), g_full.numpy(), rtol=1e-6)
+    # the streamed full-data objective (the Hessian behind to_arviz) is exact too
+    # (in streamed chunks of 64 rows)
+    mb._chunks = lambda size=64: MinibatchFit._chunks(mb, 64)
+    g_all = _theta_grad(mb, lambda: mb.objective("ep"))
+    np.testing.assert_allclose(g_all.numpy(), g_full.numpy(), rtol=1e-6)
+    with torch.no_grad():
+        assert float(mb.objective("ep")) == pytest.approx(float(full.objective("ep")), rel=1e-6)
+    reps = torch.stack([slice_grads(10, r) for r in range(30)])
+    # measured over these 30 seeds: component means 4.016 / 6.82 with standard errors
+    # 0.0003 / 0.19 against 4.015 / 6.94; 4 standard errors leave room for the spread
+    se = reps.std(0) / np.sqrt(len(reps))
+    assert torch.all((reps.mean(0) - g_full).abs() <= 4 * se + 1e-3 * g_full.abs())
+
+
 def _data(n, seed=42):
     X, y = make_classification(n + 5000, n_features=10, n_informative=5, random_state=seed)
     X = StandardScaler().fit(X[:n]).transform(X)
