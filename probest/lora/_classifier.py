@@ -290,7 +290,9 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
     def _bayesianize(self, net, inp_tr, y_val, inp_val, rng) -> None:
         _tfb.reparameterize(net.body, net.noise)
         n_anchor = int(min(self.anchor_size, len(inp_tr)))
-        anchor = inp_tr.subset(rng.choice(len(inp_tr), n_anchor, replace=False))
+        # in the given order: predicting on the anchors then draws the search's own noise,
+        # so the chosen sigma re-checks exactly (a shuffled subset drew other noise)
+        anchor = inp_tr.subset(np.sort(rng.choice(len(inp_tr), n_anchor, replace=False)))
         target = anchor if inp_val is None else inp_val
 
         def probs(sigma: float) -> np.ndarray:

@@ -81,6 +81,22 @@ def test_to_tfb_bayesianizes_a_fitted_map_without_refitting():
         _clf(method="blob", random_state=0).fit(TEXTS, LABELS).to_tfb(TEXTS)
 
 
+def test_tfb_sigma_re_checks_exactly_on_the_anchors():
+    # the spec: "the returned sigma meets the tolerance when re-checked"; predicting on the
+    # anchors (in the order given) draws the search's own noise, so the flip rate recomputed
+    # from predict_proba is the one the search accepted (a shuffled anchor subset drew other
+    # noise and re-checked at 0.055 against tol 0.04 in the benchmark)
+    clf = _clf(method="map", random_state=0, epochs=2, anchor_size=len(TEXTS)).fit(
+        TEXTS, LABELS)
+    tfb = clf.to_tfb(TEXTS, tol=0.2)  # every text an anchor
+    assert tfb.sigma_ > 0
+    hist = {s: v for s, v in tfb.tfb_search_}
+    p_noisy = tfb.predict_proba(TEXTS)
+    p0 = tfb.set_params(n_samples=0).predict_proba(TEXTS)
+    flips = float(np.mean(p_noisy.argmax(1) != p0.argmax(1)))
+    assert flips == pytest.approx(hist[tfb.sigma_], abs=1e-12) and flips <= 0.2
+
+
 def test_n_samples_zero_is_the_mean_model():
     clf = _clf(method="blob", random_state=0).fit(TEXTS, LABELS)
     mean = clf.set_params(n_samples=0).predict_proba(TEXTS)
