@@ -348,7 +348,7 @@ def plot_scaling(records, path):
         if pts:
             ax.plot(*zip(*pts), "o-", label=label)
     ax.set(xscale="log", yscale="log", xlabel="training points n", ylabel="fit time (s)",
-           title="GP classification fit time (one CPU thread, shared machine)")
+           title="GP classification fit time (one CPU thread)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
