@@ -91,23 +91,33 @@ def _batched_pass(data, runs, ref, with_stats=True):
             seg = torch.cat([torch.full((r.K,), i, dtype=torch.long, device=lw.device)
                              for i, r in enumerate(rs)])
             stacked[g] = (params, lw, seg)
+    acc = {g: None for g in stacked}  # the stacked statistics (or log-likelihoods) per group
     for X, w in data:
         for g, (params, lw, seg) in stacked.items():
-            rs = groups[g]
-            norm, resp = _segment_softmax(log_gaussian_prob(X, params) + lw, seg, len(rs))
+            norm, resp = _segment_softmax(log_gaussian_prob(X, params) + lw, seg, len(groups[g]))
             lls = norm.sum(0) if w is None else w @ norm
-            if not with_stats:
-                for i, r in enumerate(rs):
-                    out[id(r)] = lls[i] if out[id(r)] is None else out[id(r)] + lls[i]
-                continue
-            st = stats_from_resp(X, resp, ref, params.covariance_type, w)
-            start = 0
-            for i, r in enumerate(rs):
-                sl = slice(start, start + r.K)
-                start += r.K
-                s2 = st.s2[sl].sum(0) if r.ct == "tied" else st.s2[sl]
-                part = SuffStats(st.n, st.nk[sl], st.s1[sl], s2, lls[i])
-                out[id(r)] = part if out[id(r)] is None else out[id(r)] + part
+            part = (lls if not with_stats else
+                    (stats_from_resp(X, resp, ref, params.covariance_type, w), lls))
+            if acc[g] is None:
+                acc[g] = part
+            elif with_stats:
+                acc[g] = (acc[g][0] + part[0], acc[g][1] + part[1])
+            else:
+                acc[g] = acc[g] + part
+    for g, total in acc.items():  # split the group's sums per run once, after the pass
+        if total is None:
+            continue
+        if not with_stats:
+            for i, r in enumerate(groups[g]):
+                out[id(r)] = total[i]
+            continue
+        st, lls = total
+        start = 0
+        for i, r in enumerate(groups[g]):
+            sl = slice(start, start + r.K)
+            start += r.K
+            s2 = st.s2[sl].sum(0) if r.ct == "tied" else st.s2[sl]
+            out[id(r)] = SuffStats(st.n, st.nk[sl], st.s1[sl], s2, lls[i])
     return out
 
 
@@ -121,11 +131,31 @@ def _initial_runs(data, ks, cts, n_init, method, seed, gen, ref, reg_covar):
             else:
                 c = _kmeans_centers(rows, K, method, seed + init, sample_weight=rw)
                 c = torch.as_tensor(np.asarray(c), device=ref.device, dtype=ref.dtype)
-                per_ct = {ct: hard_stats(data, c, ref, ct) for ct in cts}
+                per_ct = _hard_stats_per_type(data, c, ref, cts)
             for ct in cts:
                 weights, params, _ = m_step(per_ct[ct], ref, ct, reg_covar)
                 runs.append(_Run(K, ct, init, params, weights))
     return runs
+
+
+def _hard_stats_per_type(data, centers, ref, cts):
+    """The nearest-centre statistics for every covariance type from one pass: the full
+    second moments give tied (their sum over components: the one-hot rows sum to one) and
+    diag / spherical (their diagonals); without full or tied, diag is the one computed."""
+    base = "full" if {"full", "tied"} & set(cts) else "diag"
+    st = hard_stats(data, centers, ref, base)
+    out = {}
+    for ct in cts:
+        if ct == base:
+            out[ct] = st
+        elif ct == "tied":
+            out[ct] = SuffStats(st.n, st.nk, st.s1, st.s2.sum(0), st.loglik)
+        elif base == "full":  # diag, spherical
+            out[ct] = SuffStats(st.n, st.nk, st.s1, torch.diagonal(st.s2, dim1=1, dim2=2),
+                                st.loglik)
+        else:
+            out[ct] = st
+    return out
 
 
 def _em(data, runs, ref, reg_covar, max_iter, tol):

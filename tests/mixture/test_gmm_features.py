@@ -156,6 +156,13 @@ def test_select_equals_loop_of_fits():
         assert np.isclose(score, g.bic(X), rtol=1e-10, atol=0), (k, ct)
     assert best.n_components == 3
     assert np.isclose(best.bic(X), min(tb["score"]), rtol=1e-10)
+    # without full / tied the shared k-means statistics are computed as diag
+    sel = GaussianMixture.select(X, [2, 3], ["diag", "spherical"], random_state=0,
+                                 device="cpu").selection_
+    for k, ct, score in zip(sel["n_components"], sel["covariance_type"], sel["score"],
+                            strict=True):
+        g = GaussianMixture(k, covariance_type=ct, random_state=0, device="cpu").fit(X)
+        assert np.isclose(score, g.bic(X), rtol=1e-10, atol=0), (k, ct)
     aic = GaussianMixture.select(X, [2, 3], "full", criterion="aic", random_state=0,
                                  device="cpu")
     assert np.isclose(min(aic.selection_["score"]), aic.aic(X), rtol=1e-10)
