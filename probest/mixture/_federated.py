@@ -187,6 +187,7 @@ class FederatedGaussianMixture(GaussianMixture):
     ('new', (3,))
     """
 
+    _federated = True  # no partial_fit / impute (pooled GaussianMixture only)
     _spec = EstimatorSpec(input_kind="clients", also_accepts=("tabular",),
                           outputs=("predict", "predict_proba", "score_samples"))
     _constraints = {
@@ -228,6 +229,16 @@ class FederatedGaussianMixture(GaussianMixture):
         self._store_params(locals())
 
     # ------------------------------------------------------------------ fitting
+    @classmethod
+    def select(cls, *args, **kwargs):
+        """Not available: :meth:`GaussianMixture.select` selects a pooled mixture; a
+        federated fit keeps its clients apart (select on the pooled data, then fit this
+        estimator with the winner's ``n_components`` and ``covariance_type``)."""
+        raise NotImplementedError(
+            "FederatedGaussianMixture.select is not available: GaussianMixture.select picks a "
+            "pooled mixture. Select on pooled data with GaussianMixture.select, then fit "
+            "FederatedGaussianMixture with the winner's n_components and covariance_type.")
+
     def fit(self, X, y=None, groups=None):
         """Federated EM over clients (see the class docstring for the accepted ``X``)."""
         self._validate_params()

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probest._persist import Fitted
@@ -163,6 +164,8 @@ class GaussianMixture(DensityMixin, TorchEstimator):
     #: ``lower_bound_`` is -inf when no EM step ran (``max_iter=0``), exactly as scikit-learn's;
     #: the fitted parameters themselves are still checked.
     _nonfinite_ok = ("lower_bound_",)
+    #: the federated subclass has clients: partial_fit / impute / select are pooled-only
+    _federated = False
     _constraints = {
         "n_components": (Interval(int, 1, None),),
         "covariance_type": (Options(COVARIANCE_TYPES),),
@@ -333,6 +336,7 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         fitted = self.fit(X) if sample_weight is None else self.fit(X, sample_weight=sample_weight)
         return fitted.predict(X)
 
+    @available_if(lambda self: not self._federated)
     def partial_fit(self, X, y=None, sample_weight=None):
         """One stepwise-EM step on the chunk ``X`` (online EM over a stream).
 
@@ -376,6 +380,7 @@ class GaussianMixture(DensityMixin, TorchEstimator):
         out = self._weighted_log_prob(X, "predict").argmax(1)
         return _xp.output(out, _xp.wants_torch(self, X))
 
+    @available_if(lambda self: not self._federated)
     def impute(self, X):
         """``X`` with each missing (NaN) entry replaced by its conditional mean
         ``E[x_m | x_o] = sum_k p(k | x_o) E[x_m | x_o, k]`` under the fitted mixture

@@ -237,3 +237,18 @@ def test_array_api_kmeans_init_fits(monkeypatch):
         assert isinstance(Xs, torch.Tensor) and isinstance(ys, torch.Tensor)
     ref = GaussianMixture(3, random_state=0).fit(X.numpy())
     np.testing.assert_allclose(g.means_.numpy(), ref.means_, atol=1e-12)
+
+
+def test_pooled_only_methods_are_not_on_the_federated_estimator():
+    # partial_fit / impute / select are pooled GaussianMixture features: the federated
+    # subclass does not offer them (hasattr is False, so meta-estimators do not try them)
+    from probest.mixture import FederatedGaussianMixture
+
+    X = three_blobs(50)
+    fed = FederatedGaussianMixture(2, device="cpu", random_state=0).fit([X[:75], X[75:]])
+    assert not hasattr(fed, "partial_fit") and not hasattr(fed, "impute")
+    assert hasattr(GaussianMixture(2), "partial_fit") and hasattr(GaussianMixture(2), "impute")
+    with pytest.raises(AttributeError, match="partial_fit"):
+        fed.partial_fit(X)
+    with pytest.raises(NotImplementedError, match="GaussianMixture.select"):
+        FederatedGaussianMixture.select(X, [1, 2])
