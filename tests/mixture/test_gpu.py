@@ -23,3 +23,24 @@ def test_cuda_fit_matches_cpu(dtype):
 
     g2 = pickle.loads(pickle.dumps(gpu))
     np.testing.assert_allclose(g2.score_samples(X[:10]), gpu.score_samples(X[:10]), atol=tol)
+
+
+def test_cuda_new_features_match_cpu():
+    # partial_fit (device + batch_size), missing="marginalize", sample_weight and select on
+    # CUDA give the CPU results (float64)
+    fed = make_federated_gmm(4, 500, 3, 4, random_state=0)
+    X = np.concatenate(fed.X)
+    out = {}
+    for dev in ("cpu", "cuda"):
+        on = GaussianMixture(3, random_state=0, device=dev, batch_size=256)
+        for c in np.array_split(X, 5):
+            on.partial_fit(c)
+        Xm = X.copy()
+        Xm[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+        mis = GaussianMixture(3, random_state=0, device=dev, missing="marginalize").fit(Xm)
+        w = np.random.default_rng(1).integers(0, 3, len(X)).astype(float)
+        sw = GaussianMixture(3, random_state=0, device=dev).fit(X, sample_weight=w)
+        sel = GaussianMixture.select(X, [2, 3], ["full", "diag"], random_state=0, device=dev)
+        out[dev] = (on.score(X), mis.score(Xm), sw.score(X),
+                    min(sel.selection_["score"]))
+    np.testing.assert_allclose(out["cuda"], out["cpu"], rtol=1e-8)
