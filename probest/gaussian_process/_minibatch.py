@@ -115,10 +115,12 @@ class MinibatchFit(GPFit):
             tr = (Linv * Linv).sum()
         return LB, mw, log_zq, tr, Lam_w, eta_w
 
-    def _batch(self, Luu, LB, mw, Xb):
-        """Marginals at ``Xb``: ``(Phi, mu, var, var_site)``."""
-        Phi = torch.linalg.solve_triangular(Luu, E._eval_kernel(self.kernel, self.Z, Xb),
-                                            upper=False)
+    def _batch(self, Luu, LB, mw, Xb, Phi=None):
+        """Marginals at ``Xb``: ``(Phi, mu, var, var_site)`` (``Phi = Luu^-1 K_uB`` reused
+        when given)."""
+        if Phi is None:
+            Phi = torch.linalg.solve_triangular(Luu, E._eval_kernel(self.kernel, self.Z, Xb),
+                                                upper=False)
         mu = Phi.T @ mw
         V = torch.linalg.solve_triangular(LB, Phi, upper=False)
         var_site = (V * V).sum(0).clamp_min(1e-12)
@@ -170,7 +172,7 @@ class MinibatchFit(GPFit):
         for k, sl in enumerate(halves):
             other = (1.0, n / (b - h) - 1.0) if k == 0 else (n / h - 1.0, 1.0)
             LB, mw, *_ = whiten(other, other)
-            _, mu, var, var_site = self._batch(Luu, LB, mw, Xb[sl])
+            _, mu, var, var_site = self._batch(Luu, LB, mw, Xb[sl], Phi[:, sl])
             part = (sites[0][sl], sites[1][sl])
             total = total + scale * self._ep_data(yb[sl], mu, var, var_site, part).sum()
         return total, Phi, sites
@@ -215,15 +217,17 @@ class MinibatchFit(GPFit):
             sites = [self._targets(yb, *self._batch(Luu, LB, mw, Xb)[1:3])
                      for Xb, yb in self._chunks()]
         e1, e2 = torch.zeros_like(self.l1), torch.zeros_like(self.l2)
+        phis = []  # the graph keeps every chunk's Phi anyway: reuse it for the marginals
         for (Xb, _), (t1, t2) in zip(self._chunks(), sites):
             Phi = torch.linalg.solve_triangular(Luu, E._eval_kernel(self.kernel, self.Z, Xb),
                                                 upper=False)
             A = torch.linalg.solve_triangular(Luu.T, Phi, upper=True)
             d1, d2 = A @ t1, (A * t2) @ A.T
             e1, e2 = e1 + d1 - d1.detach(), e2 + d2 - d2.detach()
+            phis.append(Phi)
         LB, mw, total, *_ = self._whiten(Luu, l1=self.l1 + e1, l2=self.l2 + e2)
-        for (Xb, yb), part in zip(self._chunks(), sites):
-            _, mu, var, var_site = self._batch(Luu, LB, mw, Xb)
+        for (Xb, yb), part, Phi in zip(self._chunks(), sites, phis):
+            _, mu, var, var_site = self._batch(Luu, LB, mw, Xb, Phi)
             total = total + self._ep_data(yb, mu, var, var_site, part).sum()
         return total
 

@@ -96,22 +96,19 @@ def _batched_pass(data, runs, ref, with_stats=True):
         for g, (params, lw, seg) in stacked.items():
             norm, resp = _segment_softmax(log_gaussian_prob(X, params) + lw, seg, len(groups[g]))
             lls = norm.sum(0) if w is None else w @ norm
-            part = (lls if not with_stats else
-                    (stats_from_resp(X, resp, ref, params.covariance_type, w), lls))
-            if acc[g] is None:
-                acc[g] = part
-            elif with_stats:
-                acc[g] = (acc[g][0] + part[0], acc[g][1] + part[1])
-            else:
-                acc[g] = acc[g] + part
+            st = stats_from_resp(X, resp, ref, params.covariance_type, w) if with_stats else None
+            if acc[g] is not None:
+                lls = lls + acc[g][1]
+                st = None if st is None else st + acc[g][0]
+            acc[g] = (st, lls)
     for g, total in acc.items():  # split the group's sums per run once, after the pass
         if total is None:
             continue
-        if not with_stats:
-            for i, r in enumerate(groups[g]):
-                out[id(r)] = total[i]
-            continue
         st, lls = total
+        if st is None:
+            for i, r in enumerate(groups[g]):
+                out[id(r)] = lls[i]
+            continue
         start = 0
         for i, r in enumerate(groups[g]):
             sl = slice(start, start + r.K)
