@@ -3,6 +3,7 @@ vs a plain numpy replay loop (per subject, vectorised over candidates), same dat
 
     OMP_NUM_THREADS=1 python benchmarks/bench_bandits.py            # 100 subjects x T=10^4 x 100
     OMP_NUM_THREADS=1 python benchmarks/bench_bandits.py --quick    # 10 subjects x T=2000
+    ... --arms 4  # K = 4 arms (the general-K path; K = 2 tracks one difference per candidate)
     ... --nuts    # also time a hierarchical NumPyro NUTS fit of 20 subjects ([jax] extra)
 
 The numpy loop is timed on ``--peer-subjects`` subjects (default: all) and scaled linearly to
@@ -41,6 +42,7 @@ def main(argv=None):
     ap.add_argument("--subjects", type=int, default=100)
     ap.add_argument("--T", type=int, default=10_000)
     ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--arms", type=int, default=2)
     ap.add_argument("--peer-subjects", type=int, default=None)
     ap.add_argument("--nuts", action="store_true")
     args = ap.parse_args(argv)
@@ -50,21 +52,22 @@ def main(argv=None):
     from probest.bandits import simulate_exp3
     from probest.bandits._replay import replay_exp3
 
-    S, T, C = args.subjects, args.T, args.candidates
-    sim = simulate_exp3(S, T, learning_rate=0.1, gamma=0.05, random_state=0)
+    S, T, C, K = args.subjects, args.T, args.candidates, args.arms
+    sim = simulate_exp3(S, T, np.linspace(0.3, 0.7, K), learning_rate=0.1, gamma=0.05,
+                        random_state=0)
     grid = np.geomspace(1e-3, 1e2, C)
     t0 = time.perf_counter()
     ll, _ = replay_exp3(torch.tensor(np.broadcast_to(grid, (S, C)).copy()),
                         torch.tensor(sim.actions), torch.tensor(sim.rewards),
-                        torch.full((S,), T), 2, gamma=0.05)
+                        torch.full((S,), T), K, gamma=0.05)
     t_probest = time.perf_counter() - t0
     n_peer = min(args.peer_subjects or S, S)
     t0 = time.perf_counter()
-    ref = np.stack([numpy_replay(grid, sim.actions[s], sim.rewards[s], 2, 0.05)
+    ref = np.stack([numpy_replay(grid, sim.actions[s], sim.rewards[s], K, 0.05)
                     for s in range(n_peer)])
     t_numpy = (time.perf_counter() - t0) * S / n_peer
     err = float(np.abs(ref - ll[:n_peer].numpy()).max() / np.abs(ref).max())
-    print(f"| {S} subjects x T={T} x {C} candidates | probest {t_probest:.1f} s | numpy loop "
+    print(f"| {S} subjects x T={T} x {C} candidates, K={K} | probest {t_probest:.1f} s | numpy loop "
           f"{t_numpy:.1f} s{'' if n_peer == S else f' (timed on {n_peer}, scaled)'} | "
           f"ratio {t_numpy / t_probest:.1f}x | max rel. diff {err:.1e} |")
     if args.nuts:

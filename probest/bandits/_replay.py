@@ -27,6 +27,8 @@ import torch
 
 #: log of the smallest probability an importance weight divides by (weights <= 1e150).
 LOG_P_FLOOR = -345.0
+#: exp's argument floor in the softmax sums (exp(-700) = 1e-304: no sum with a 1 changes)
+EXP_FLOOR = -700.0
 SCHEDULES = ("constant", "horizon", "anytime")
 
 
@@ -85,6 +87,9 @@ def replay_exp3(c: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
     n_used = lengths if n_used is None else n_used
     T = int(n_used.max()) if not record else int(lengths.max())
     base = c * eta_factor(schedule, alpha, lengths).to(dtype)
+    if not record:
+        return _loglik_exp3(base, actions, rewards, n_used, T, n_arms, schedule, alpha,
+                            float(gamma), iw), None
     S = torch.zeros(S_, C, n_arms, dtype=dtype, device=dev)
     onehot_all = torch.nn.functional.one_hot(actions[:, :T], n_arms).to(dtype)  # (S, T, K)
     x_all = rewards[:, :T].to(dtype)
@@ -102,6 +107,88 @@ def replay_exp3(c: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
             logps.append(logp)
         S = exp3_update(S, onehot_all[:, t].unsqueeze(1), x_all[:, t].unsqueeze(1), logp_a, iw)
     return total, (torch.stack(logps, dim=2) if record else None)
+
+
+def _loglik_exp3(base, actions, rewards, n_used, T, K, schedule, alpha, gamma, iw):
+    """The log-likelihood alone, in fewer and cheaper kernels than the recording replay
+    (the grid search's hot loop; 3-10x faster on one CPU thread).
+
+    Equal to the recording replay up to rounding: for the loss estimator the ``+1`` every
+    arm receives is dropped (softmax is invariant to it); the policy is the max-shifted
+    softmax of the chosen arm only, with the exploration mixture applied to that one
+    probability; for K = 2 only the difference D = S(1) - S(0) is tracked, and
+    ``q_t(A_t) = sigmoid(+-eta_t D)``.  Autograd-safe (the Pyro model differentiates it):
+    when a gradient is needed the state is updated out of place.
+    """
+    S_, C = base.shape
+    dtype, dev = base.dtype, base.device
+    x = rewards[:, :T].to(dtype).T.unsqueeze(-1)  # (T, S, 1)
+    inc = (x - 1.0) if iw == "loss" else x  # weight multiplier of the chosen arm's update
+    scale = None
+    if schedule == "anytime":
+        scale = torch.arange(1, T + 1, dtype=dtype, device=dev).pow(-alpha).view(T, 1, 1)
+    keep = None
+    if bool((n_used < T).any()):
+        keep = (torch.arange(T, device=dev).unsqueeze(1) < n_used.unsqueeze(0)).to(dtype)
+        keep = keep.unsqueeze(-1)  # (T, S, 1)
+    g1, g0 = 1.0 - gamma, gamma / K
+    total = torch.zeros(S_, C, dtype=dtype, device=dev)
+    inplace = not (torch.is_grad_enabled() and base.requires_grad)  # else autograd-safe
+
+    def chosen(logq_or_q, log_space):
+        """log p_t(A_t) and the importance weight 1 / p_t(A_t)."""
+        if gamma > 0.0:  # p >= gamma / K: no floor needed
+            p = (logq_or_q.exp() if log_space else logq_or_q) * g1 + g0
+            return torch.log(p), 1.0 / p
+        lp = logq_or_q if log_space else torch.log(logq_or_q)
+        return lp, torch.exp(-lp.clamp(min=LOG_P_FLOOR))  # weight <= 1e150, finite grads
+
+    if K == 2:
+        sign = actions[:, :T].T.to(dtype).unsqueeze(-1) * 2.0 - 1.0  # +1 if A_t = 1
+        inc = inc * sign
+        eta_sign = sign if scale is None else sign * scale
+        D = torch.zeros(S_, C, dtype=dtype, device=dev)
+        for t in range(T):
+            u = D * base
+            u.mul_(eta_sign[t])
+            if gamma > 0.0:
+                lp, w = chosen(torch.sigmoid(u), False)
+            else:
+                lp, w = chosen(torch.nn.functional.logsigmoid(u), True)
+            _accumulate(total, lp, keep, t)
+            if inplace:
+                D.addcmul_(w, inc[t])
+            else:
+                D = D + w * inc[t]
+        return total
+    idx = actions[:, :T].T.contiguous()
+    Sk = torch.zeros(K, S_, C, dtype=dtype, device=dev)
+    for t in range(T):
+        Z = Sk * base
+        if scale is not None:
+            Z.mul_(scale[t])
+        Z = Z - Z.amax(0)
+        ix = idx[t].view(1, S_, 1).expand(1, S_, C)
+        # exp(-700) = 1e-304 next to the max's exp(0) = 1 changes no sum; far-negative
+        # arguments take exp's slow path (5x)
+        e = torch.exp(Z.clamp(min=EXP_FLOOR))
+        if gamma > 0.0:
+            lp, w = chosen(e.gather(0, ix)[0] / e.sum(0), False)
+        else:
+            lp, w = chosen(Z.gather(0, ix)[0] - torch.log(e.sum(0)), True)
+        _accumulate(total, lp, keep, t)
+        if inplace:
+            Sk.scatter_add_(0, ix, (w * inc[t]).unsqueeze(0))
+        else:
+            Sk = Sk.scatter_add(0, ix, (w * inc[t]).unsqueeze(0))
+    return total
+
+
+def _accumulate(total, lp, keep, t):
+    if keep is None:
+        total.add_(lp)
+    else:
+        total.addcmul_(lp, keep[t])
 
 
 def first_small_prob(logp: torch.Tensor, lengths: torch.Tensor, threshold: float) -> torch.Tensor:

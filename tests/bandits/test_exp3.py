@@ -1,5 +1,6 @@
-"""Exp3 learning-rate MLE: the spec's acceptance checks (reduced in the default run, full
-under ``slow``), intervals, diagnostics and outputs.
+"""Exp3 learning-rate MLE: the spec's acceptance checks at the spec's sizes (100 subjects,
+T up to 10^4: ~12 s in all with the likelihood-only replay), intervals, diagnostics and
+outputs.
 
 Tolerances: medians of |log(c_hat / c)| over 100 simulated subjects vary by about 15%
 between seeds (measured over seeds 0-4 at T = 100 and 1000), coverage of 100 subjects has a
@@ -50,6 +51,34 @@ def test_replay_at_truth_reproduces_simulated_probabilities(schedule, gamma, iw,
     assert torch.isfinite(ll).all()
 
 
+@pytest.mark.parametrize("K", [2, 3])
+@pytest.mark.parametrize(("schedule", "gamma", "iw"), [
+    ("constant", 0.0, "loss"), ("horizon", 0.05, "gain"), ("anytime", 0.1, "loss"),
+    ("anytime", 0.0, "gain")])
+def test_likelihood_only_replay_equals_the_recording_replay(schedule, gamma, iw, K):
+    """The grid search's fast likelihood (no +1, chosen-arm softmax, K = 2 by the difference
+    of the two arms) is the recording replay's sum up to rounding, gradients included
+    (the Pyro model differentiates it), with ragged lengths and truncation."""
+    sim = simulate_exp3(4, 200, np.linspace(0.2, 0.8, K), learning_rate=0.3,
+                        schedule=schedule, gamma=gamma, iw_estimator=iw, random_state=1)
+    A, R = torch.tensor(sim.actions), torch.tensor(sim.rewards)
+    L, used = torch.tensor([200, 150, 200, 90]), torch.tensor([200, 120, 60, 90])
+    kw = dict(schedule=schedule, gamma=gamma, iw=iw, n_used=used)
+    c = torch.logspace(-2, 1, 7, dtype=torch.float64).expand(4, 7).clone().requires_grad_()
+    fast, _ = replay_exp3(c, A, R, L, K, **kw)
+    (g_fast,) = torch.autograd.grad(fast.sum(), c)
+    full, logp = replay_exp3(c, A, R, L, K, record=True, **kw)
+    (g_full,) = torch.autograd.grad(full.sum(), c)
+    assert logp.shape == (4, 7, 200, K)
+    fast, full = fast.detach().numpy(), full.detach().numpy()
+    # where the 1e150 weight cap binds (gamma = 0, rates far too high: a trial below -345
+    # nats) the two roundings of a capped, chaotic recursion differ; both stay hopeless
+    sane = full > -1e4
+    assert sane.sum() >= 10 and (fast[~sane] < -1e4).all()
+    np.testing.assert_allclose(fast[sane], full[sane], rtol=1e-10)
+    np.testing.assert_allclose(g_fast.numpy()[sane], g_full.numpy()[sane], rtol=1e-8)
+
+
 # ------------------------------------------------------------------ acceptance 2
 @pytest.mark.parametrize(("K", "T"), [(2, 300), (4, 100)])
 def test_truncated_profile_intervals_cover(K, T):
@@ -58,7 +87,6 @@ def test_truncated_profile_intervals_cover(K, T):
     assert 0.88 <= _coverage(est, 0.1) <= 0.99
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("K", [2, 4])
 @pytest.mark.parametrize("T", [100, 1000, 10_000])
 def test_truncated_profile_intervals_cover_full(K, T):
@@ -73,12 +101,6 @@ def _constant_errors(Ts, n):
 
 
 def test_constant_rate_error_does_not_shrink():
-    e_small, e_big = _constant_errors((300, 3000), 40)
-    assert e_big >= 0.7 * e_small  # 100 subjects: 0.0144 -> 0.0205 (T = 10^3 -> 10^4)
-
-
-@pytest.mark.slow
-def test_constant_rate_error_does_not_shrink_full():
     e3, e4 = _constant_errors((1000, 10_000), 100)  # measured: 0.0144 -> 0.0205
     assert e4 >= 0.7 * e3
 
@@ -94,12 +116,6 @@ def _horizon_errors(Ts, n):
 
 
 def test_horizon_schedule_error_shrinks():
-    e100, e1000 = _horizon_errors((100, 1000), 30)
-    assert e1000 <= e100 / 2.5  # ~T^-1/2 predicts 3.2x; measured 6x (0.037 -> 0.0062)
-
-
-@pytest.mark.slow
-def test_horizon_schedule_error_shrinks_full():
     e100, e1000, e10k = _horizon_errors((100, 1000, 10_000), 100)  # 0.037, 0.0062, 0.0032
     assert e10k <= e100 / 4 and e10k <= 0.006
 
