@@ -24,18 +24,24 @@ from probest._optional import import_optional
 from probest.bandits._replay import LOG_P_FLOOR, replay_exp3
 
 
-def pyro_model(data: dict[str, Any], cfg: dict[str, Any]):
+def pyro_model(data: dict[str, Any] | None, cfg: dict[str, Any], collapsed=None):
     """The Pyro model: ``data`` holds padded torch tensors (actions, rewards, lengths,
-    n_used), ``cfg`` the learner and prior settings."""
+    n_used), ``cfg`` the learner and prior settings.  ``collapsed(mu, tau)``, when given,
+    is the log-likelihood with the subjects' rates integrated out
+    (:mod:`probest.bandits._collapsed`): then only ``mu`` and ``tau`` are sampled."""
     import pyro
     import pyro.distributions as dist
 
-    S = data["actions"].shape[0]
     f64 = dict(dtype=torch.float64)
     if cfg["hierarchical"]:
         mu = pyro.sample("mu", dist.Normal(torch.tensor(cfg["mu_loc"], **f64),
                                            torch.tensor(cfg["mu_scale"], **f64)))
         tau = pyro.sample("tau", dist.HalfNormal(torch.tensor(cfg["tau_scale"], **f64)))
+        if collapsed is not None:
+            pyro.factor("choices", collapsed(mu, tau))
+            return
+    S = data["actions"].shape[0]
+    if cfg["hierarchical"]:
         with pyro.plate("subjects", S):
             z = pyro.sample("z", dist.Normal(torch.zeros((), **f64), torch.ones((), **f64)))
         log_c = mu + tau * z
@@ -51,7 +57,7 @@ def pyro_model(data: dict[str, Any], cfg: dict[str, Any]):
 
 
 def run_pyro(data, cfg, *, num_warmup, num_samples, num_chains, target_accept, seed,
-             max_tree_depth=8, init=None):
+             max_tree_depth=8, init=None, collapsed=None):
     """NUTS in Pyro; returns ``{site: (chain, draw, ...)}`` numpy draws and divergences."""
     from pyro.infer import MCMC, NUTS
     from pyro.infer.autoguide.initialization import init_to_value
@@ -62,7 +68,7 @@ def run_pyro(data, cfg, *, num_warmup, num_samples, num_chains, target_accept, s
         torch.manual_seed(seed + chain)  # inside the estimator's fork_rng: global state kept
         values = {k: torch.as_tensor(np.asarray(v), dtype=torch.float64)
                   for k, v in (init or {}).items()}
-        kernel = NUTS(lambda: pyro_model(data, cfg), target_accept_prob=target_accept,
+        kernel = NUTS(lambda: pyro_model(data, cfg, collapsed), target_accept_prob=target_accept,
                       max_tree_depth=max_tree_depth, init_strategy=init_to_value(values=values))
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup,
                     disable_progbar=True)
