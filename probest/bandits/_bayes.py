@@ -214,11 +214,12 @@ class BayesianExp3(ChoiceModel):
             mu, tau = np.full(n, float(self.mu_loc)), np.full(n, float(self.mu_scale))
             draws, div = {}, np.zeros(shape, dtype=bool)
         else:
-            if self.backend == "numpyro":
-                draws, div = _collapsed.run_collapsed_numpyro(grid, self._cfg(), **kw)
-            else:
-                draws, div = _collapsed.run_collapsed_pyro(grid, self._cfg(),
-                                                           device=self.device_, **kw)
+            hyper = (("mu", "normal", float(self.mu_loc), float(self.mu_scale)),
+                     ("tau", "halfnormal", 0.0, float(self.tau_scale)))
+            kw["init"] = {k: kw["init"][k] for k in ("mu", "tau")}
+            draws, div = _collapsed.run_collapsed(self.backend, hyper,
+                                                  _collapsed.exp3_log_lik(grid),
+                                                  device=self.device_, **kw)
             mu, tau = draws["mu"].ravel(), draws["tau"].ravel()
         theta, marginal = _collapsed.conditional_draws(grid, mu, tau, rng)
         draws["log_c"] = theta.reshape(shape + (-1,))

@@ -136,6 +136,13 @@ _SQRT_HALF = math.sqrt(0.5)
 
 class _Numpy:
     erfc = staticmethod(erfc)
+
+    @staticmethod
+    def logsumexp(x, axis):
+        from scipy.special import logsumexp
+
+        return logsumexp(x, axis=axis)
+
     minimum = staticmethod(np.minimum)
     maximum = staticmethod(np.maximum)
     where = staticmethod(np.where)
@@ -145,6 +152,12 @@ class _Numpy:
 
 
 class _Torch:
+    @staticmethod
+    def logsumexp(x, axis):
+        import torch
+
+        return torch.logsumexp(x, dim=axis)
+
     @staticmethod
     def erfc(x):
         import torch
@@ -184,6 +197,13 @@ def _jax_ops():
 
     class _Jax:
         erfc = staticmethod(jerfc)
+
+        @staticmethod
+        def logsumexp(x, axis):
+            from jax.scipy.special import logsumexp
+
+            return logsumexp(x, axis=axis)
+
         minimum = staticmethod(jnp.minimum)
         maximum = staticmethod(jnp.maximum)
         where = staticmethod(jnp.where)
@@ -235,61 +255,56 @@ def quadrature_error(loglik: Callable[[np.ndarray], np.ndarray], theta_mle: np.n
 
 
 # ------------------------------------------------------------------ the two NUTS backends
-def run_collapsed_numpyro(grid: SubjectGrid, cfg, *, num_warmup, num_samples, num_chains,
-                          target_accept, seed, max_tree_depth=8, init=None):
-    """NUTS on (mu, tau) in NumPyro; returns ``{"mu", "tau"}`` ``(chain, draw)`` draws and
-    divergences."""
-    from probest._optional import import_optional
+def exp3_log_lik(grid: SubjectGrid):
+    """The collapsed Exp3 log-likelihood ``f({"mu", "tau"})`` for :func:`run_collapsed`."""
+    def factory(ops, asarray):
+        lower, upper, ll = asarray(grid.lower), asarray(grid.upper), asarray(grid.loglik)
 
-    jax = import_optional("jax", purpose="backend='numpyro'")
-    numpyro = import_optional("numpyro", purpose="backend='numpyro'")
-    import numpyro.distributions as ndist
-    from numpyro.infer import MCMC, NUTS, init_to_value
-
-    with jax.enable_x64(True):
-        jnp = jax.numpy
-        ops = _jax_ops()
-        lower, upper = jnp.asarray(grid.lower), jnp.asarray(grid.upper)
-        ll = jnp.asarray(grid.loglik)
-
-        @jax.jit  # compiled once: NumPyro also evaluates the model eagerly (init, transforms)
-        def log_lik(mu, tau):
-            lm = log_cell_mass(lower, upper, mu, tau, ops)
-            return jax.scipy.special.logsumexp(ll + lm, axis=1).sum()
-
-        def model():
-            mu = numpyro.sample("mu", ndist.Normal(cfg["mu_loc"], cfg["mu_scale"]))
-            tau = numpyro.sample("tau", ndist.HalfNormal(cfg["tau_scale"]))
-            numpyro.factor("choices", log_lik(mu, tau))
-
-        values = {k: jnp.asarray(init[k], dtype=jnp.float64) for k in ("mu", "tau")}
-        mcmc = MCMC(NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                         init_strategy=init_to_value(values=values)),
-                    num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                    chain_method="sequential", progress_bar=False)
-        mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging",))
-        draws = {k: np.asarray(v, dtype=np.float64)
-                 for k, v in mcmc.get_samples(group_by_chain=True).items()}
-        div = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"], dtype=bool)
-    return draws, div
+        def f(p):
+            return ops.logsumexp(ll + log_cell_mass(lower, upper, p["mu"], p["tau"], ops),
+                                 1).sum()
+        return f
+    return factory
 
 
-def run_collapsed_pyro(grid: SubjectGrid, cfg, *, num_warmup, num_samples, num_chains,
-                       target_accept, seed, max_tree_depth=8, init=None, device="cpu"):
-    """NUTS on (mu, tau) in Pyro; same returns as :func:`run_collapsed_numpyro`."""
+def run_collapsed(backend: str, hyper, log_lik_factory, *, device="cpu", **kw):
+    """NUTS on the hyperparameters alone.  ``hyper``: ``(name, "normal" | "halfnormal",
+    loc, scale)`` priors; ``log_lik_factory(ops, asarray)`` returns ``f(params) -> scalar``
+    (the collapsed log-likelihood) for numpy-like ``ops``.  Returns draws and divergences
+    as :func:`probest.bandits._models.nuts_pyro`."""
+    from probest.bandits import _models
+
+    names = [h[0] for h in hyper]
+    if backend == "numpyro":
+        def build():
+            import jax
+            import numpyro
+            import numpyro.distributions as nd
+
+            f = jax.jit(lambda *v: log_lik_factory(_jax_ops(), jax.numpy.asarray)(
+                dict(zip(names, v))))  # compiled once: NumPyro also runs the model eagerly
+
+            def model():
+                v = [numpyro.sample(n, nd.Normal(loc, sc) if kind == "normal"
+                                    else nd.HalfNormal(sc)) for n, kind, loc, sc in hyper]
+                numpyro.factor("choices", f(*v))
+            return model
+
+        return _models.nuts_numpyro(build, **kw)
+
+    import pyro
+    import pyro.distributions as dist
     import torch
 
-    from probest.bandits._models import run_pyro
-
     f64 = dict(dtype=torch.float64, device=device)
-    lower, upper = torch.as_tensor(grid.lower, **f64), torch.as_tensor(grid.upper, **f64)
-    ll = torch.as_tensor(grid.loglik, **f64)
+    f = log_lik_factory(_Torch, lambda x: torch.as_tensor(x, **f64))
 
-    def factor(mu, tau):
-        lm = log_cell_mass(lower, upper, mu, tau, _Torch)
-        return torch.logsumexp(ll + lm, dim=1).sum()
+    def model():
+        v = {}
+        for n, kind, loc, sc in hyper:
+            d = (dist.Normal(torch.tensor(loc, **f64), torch.tensor(sc, **f64))
+                 if kind == "normal" else dist.HalfNormal(torch.tensor(sc, **f64)))
+            v[n] = pyro.sample(n, d)
+        pyro.factor("choices", f(v))
 
-    return run_pyro(None, cfg, num_warmup=num_warmup, num_samples=num_samples,
-                    num_chains=num_chains, target_accept=target_accept, seed=seed,
-                    max_tree_depth=max_tree_depth, init={k: init[k] for k in ("mu", "tau")},
-                    collapsed=factor)
+    return _models.nuts_pyro(model, **kw)

@@ -24,11 +24,9 @@ from probest._optional import import_optional
 from probest.bandits._replay import LOG_P_FLOOR, replay_exp3
 
 
-def pyro_model(data: dict[str, Any] | None, cfg: dict[str, Any], collapsed=None):
+def pyro_model(data: dict[str, Any], cfg: dict[str, Any]):
     """The Pyro model: ``data`` holds padded torch tensors (actions, rewards, lengths,
-    n_used), ``cfg`` the learner and prior settings.  ``collapsed(mu, tau)``, when given,
-    is the log-likelihood with the subjects' rates integrated out
-    (:mod:`probest.bandits._collapsed`): then only ``mu`` and ``tau`` are sampled."""
+    n_used), ``cfg`` the learner and prior settings."""
     import pyro
     import pyro.distributions as dist
 
@@ -37,9 +35,6 @@ def pyro_model(data: dict[str, Any] | None, cfg: dict[str, Any], collapsed=None)
         mu = pyro.sample("mu", dist.Normal(torch.tensor(cfg["mu_loc"], **f64),
                                            torch.tensor(cfg["mu_scale"], **f64)))
         tau = pyro.sample("tau", dist.HalfNormal(torch.tensor(cfg["tau_scale"], **f64)))
-        if collapsed is not None:
-            pyro.factor("choices", collapsed(mu, tau))
-            return
     S = data["actions"].shape[0]
     if cfg["hierarchical"]:
         with pyro.plate("subjects", S):
@@ -56,9 +51,15 @@ def pyro_model(data: dict[str, Any] | None, cfg: dict[str, Any], collapsed=None)
     pyro.factor("choices", ll[:, 0].sum())
 
 
-def run_pyro(data, cfg, *, num_warmup, num_samples, num_chains, target_accept, seed,
-             max_tree_depth=8, init=None, collapsed=None):
-    """NUTS in Pyro; returns ``{site: (chain, draw, ...)}`` numpy draws and divergences."""
+def run_pyro(data, cfg, **kw):
+    """NUTS in Pyro on :func:`pyro_model`; see :func:`nuts_pyro`."""
+    return nuts_pyro(lambda: pyro_model(data, cfg), **kw)
+
+
+def nuts_pyro(model, *, num_warmup, num_samples, num_chains, target_accept, seed,
+              max_tree_depth=8, init=None):
+    """NUTS in Pyro on ``model`` (chains one after the other, started at ``init``);
+    returns ``{site: (chain, draw, ...)}`` numpy draws and divergences."""
     from pyro.infer import MCMC, NUTS
     from pyro.infer.autoguide.initialization import init_to_value
 
@@ -68,8 +69,8 @@ def run_pyro(data, cfg, *, num_warmup, num_samples, num_chains, target_accept, s
         torch.manual_seed(seed + chain)  # inside the estimator's fork_rng: global state kept
         values = {k: torch.as_tensor(np.asarray(v), dtype=torch.float64)
                   for k, v in (init or {}).items()}
-        kernel = NUTS(lambda: pyro_model(data, cfg, collapsed), target_accept_prob=target_accept,
-                      max_tree_depth=max_tree_depth, init_strategy=init_to_value(values=values))
+        kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
+                      init_strategy=init_to_value(values=values))
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup,
                     disable_progbar=True)
         mcmc.run()
@@ -123,15 +124,14 @@ def jax_log_softmax(jnp, x):
     return z - jnp.log(jnp.exp(z).sum(-1, keepdims=True))
 
 
-def run_numpyro(data_np, cfg, *, num_warmup, num_samples, num_chains, target_accept, seed,
-                max_tree_depth=8, init=None):
-    """NUTS in NumPyro (float64 via ``jax.enable_x64``); same returns as :func:`run_pyro`."""
+def run_numpyro(data_np, cfg, **kw):
+    """NUTS in NumPyro (float64 via ``jax.enable_x64``) on the joint model; same returns as
+    :func:`nuts_pyro`."""
     jax = import_optional("jax", purpose="backend='numpyro'")
     numpyro = import_optional("numpyro", purpose="backend='numpyro'")
     import numpyro.distributions as ndist
-    from numpyro.infer import MCMC, NUTS, init_to_value
 
-    with jax.enable_x64(True):
+    def build():
         jnp, lax = jax.numpy, jax.lax
         data = {k: jnp.asarray(v) for k, v in data_np.items()}
         S = data_np["actions"].shape[0]
@@ -148,6 +148,23 @@ def run_numpyro(data_np, cfg, *, num_warmup, num_samples, num_chains, target_acc
                     log_c = numpyro.sample("log_c", ndist.Normal(cfg["mu_loc"], cfg["mu_scale"]))
             numpyro.factor("choices", _jax_loglik(jnp, lax, log_c, data, cfg).sum())
 
+        return model
+
+    return nuts_numpyro(build, **kw)
+
+
+def nuts_numpyro(build, *, num_warmup, num_samples, num_chains, target_accept, seed,
+                 max_tree_depth=8, init=None):
+    """NUTS in NumPyro on the model ``build()`` returns (built inside ``jax.enable_x64``, so
+    float64 throughout without changing JAX's global setting); same returns as
+    :func:`nuts_pyro`."""
+    jax = import_optional("jax", purpose="backend='numpyro'")
+    import_optional("numpyro", purpose="backend='numpyro'")
+    from numpyro.infer import MCMC, NUTS, init_to_value
+
+    with jax.enable_x64(True):
+        jnp = jax.numpy
+        model = build()
         values = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in (init or {}).items()}
         mcmc = MCMC(NUTS(model, target_accept_prob=target_accept,
                          max_tree_depth=max_tree_depth, init_strategy=init_to_value(values=values)),
