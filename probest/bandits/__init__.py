@@ -6,7 +6,10 @@
   truncation rule, profile / Wald / bootstrap intervals and identifiability diagnostics;
 * :class:`RescorlaWagnerMLE` — the Rescorla–Wagner softmax model with the same interface;
 * :class:`BayesianExp3` — the same likelihood as a Pyro or NumPyro (``[jax]``) model,
-  hierarchical over subjects (non-centred partial pooling of log c), sampled with NUTS;
+  hierarchical over subjects (partial pooling of log c), sampled with NUTS on the
+  hyperparameters with every subject's rate integrated out on a grid (or jointly);
+* :class:`BayesianRescorlaWagner` — the same for Rescorla–Wagner (alpha, beta), so the two
+  learning models compare by leave-one-subject-out LOO (``az.compare``);
 * :func:`simulate_exp3`, :func:`simulate_rescorla_wagner`, :func:`parameter_recovery`,
   :func:`model_confusion` — the simulate / fit / recover / compare workflow.
 
@@ -21,6 +24,7 @@ from probest._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "BanditSimulation": "_simulate",
     "BayesianExp3": "_bayes",
+    "BayesianRescorlaWagner": "_bayes_rw",
     "ConfusionResult": "_workflow",
     "RecoveryResult": "_workflow",
     "model_confusion": "_workflow",

@@ -136,6 +136,7 @@ _SQRT_HALF = math.sqrt(0.5)
 
 class _Numpy:
     erfc = staticmethod(erfc)
+    concatenate = staticmethod(np.concatenate)
 
     @staticmethod
     def logsumexp(x, axis):
@@ -152,6 +153,12 @@ class _Numpy:
 
 
 class _Torch:
+    @staticmethod
+    def concatenate(parts, axis):
+        import torch
+
+        return torch.cat(parts, dim=axis)
+
     @staticmethod
     def logsumexp(x, axis):
         import torch
@@ -197,6 +204,7 @@ def _jax_ops():
 
     class _Jax:
         erfc = staticmethod(jerfc)
+        concatenate = staticmethod(jnp.concatenate)
 
         @staticmethod
         def logsumexp(x, axis):

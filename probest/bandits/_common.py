@@ -94,6 +94,7 @@ class ChoiceModel(TorchEstimator):
         """The fitted bookkeeping every choice model keeps of its training log."""
         self.n_arms_, self.subjects_ = log.n_arms, log.subjects
         self.n_subjects_, self.n_trials_ = log.n_subjects, log.lengths.copy()
+        self._fit_log = log  # parameter_recovery(reward_means="empirical"); not persisted
 
     def _to_tensor(self, x) -> torch.Tensor:
         """A float64 tensor of ``x`` on the fit's device (candidates, parameters)."""

@@ -228,7 +228,6 @@ class Exp3LearningRateMLE(ChoiceModel):
                 prog.log(stage="full likelihood", objective=float(self.loglik_.sum()))
             self._set_information_criteria()
             self._diagnose(res, pilot)
-        self._fit_log = log
         return self
 
     def _set_interval(self, f, res, log, rng, to_t):

@@ -14,9 +14,10 @@ from probest.bandits._common import IdentifiabilityWarning
 
 
 def _model_of(est) -> str:
+    from probest.bandits._bayes_rw import BayesianRescorlaWagner
     from probest.bandits._rw import RescorlaWagnerMLE
 
-    return "rw" if isinstance(est, RescorlaWagnerMLE) else "exp3"
+    return "rw" if isinstance(est, (RescorlaWagnerMLE, BayesianRescorlaWagner)) else "exp3"
 
 
 #: per model: {parameter: (fitted attribute, scale of the recovery statistics)}
@@ -141,7 +142,7 @@ def parameter_recovery(estimator, true_params: dict | None = None, *, n_subjects
 
     Parameters
     ----------
-    estimator : Exp3LearningRateMLE, BayesianExp3 or RescorlaWagnerMLE
+    estimator : Exp3LearningRateMLE, BayesianExp3, RescorlaWagnerMLE or BayesianRescorlaWagner
         The model and fitting settings.  If it is fitted and ``true_params`` is None, its
         own estimates are the truth and each subject keeps its number of trials (recovery
         "at the fitted parameters").

@@ -9,6 +9,7 @@ import numpy as np
 import probest
 from probest.bandits import (
     BayesianExp3,
+    BayesianRescorlaWagner,
     Exp3LearningRateMLE,
     RescorlaWagnerMLE,
     simulate_exp3,
@@ -57,10 +58,23 @@ class TestBayesianExp3Conformance(EstimatorConformance):
         return _events()
 
 
+class TestBayesianRescorlaWagnerConformance(EstimatorConformance):
+    has_pyro = False  # _NO_PYRO
+
+    def make_estimator(self, **params):
+        return BayesianRescorlaWagner(backend="pyro", n_grid=10, num_warmup=2, num_samples=3,
+                                      num_chains=1, max_tree_depth=2, **params)
+
+    def make_data(self):
+        return simulate_rescorla_wagner(3, 60, (0.2, 0.8), alpha=0.4, beta=4.0,
+                                        random_state=2).events(), None
+
+
 def test_all_estimators_lists_the_family():
     names = {n for n, _ in probest.all_estimators("bandits")}
-    assert names == {"BayesianExp3", "Exp3LearningRateMLE", "RescorlaWagnerMLE"}
-    for cls in (BayesianExp3, Exp3LearningRateMLE, RescorlaWagnerMLE):
+    assert names == {"BayesianExp3", "BayesianRescorlaWagner", "Exp3LearningRateMLE",
+                     "RescorlaWagnerMLE"}
+    for cls in (BayesianExp3, BayesianRescorlaWagner, Exp3LearningRateMLE, RescorlaWagnerMLE):
         assert cls._spec.input_kind == "events"
 
 
