@@ -52,7 +52,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
-    Ts = [100, 300, 1000] if args.quick else [100, 1000, 10_000]
+    Ts = [100, 300, 1000] if args.quick else [100, 300, 1000, 3000, 10_000]
     errs = study(Ts, 30 if args.quick else 100)
     print(Ts, errs)
     plot(Ts, errs, pathlib.Path(__file__).resolve().parents[1] / "docs/img/bandits_rates.png")

@@ -8,7 +8,7 @@ The model is the one of :mod:`probest.bandits._models`::
 Each subject's likelihood l_s(theta), theta = log c, is one-dimensional but rough: a narrow
 peak with cliffs of tens to thousands of nats between neighbouring values of theta (measured:
 up to 150 nats over 0.0016 in theta at T = 300, gamma = 0.05). HMC on the joint
-(mu, tau, theta_s) posterior crosses such cliffs badly (R-hat 1.04-1.12 on 5 subjects). Here
+(mu, tau, theta_s) posterior crosses such cliffs badly (largest R-hat 1.12 on 5 subjects). Here
 each l_s is tabulated once, by one batched replay, on cells that cover the whole search range
 coarsely and the subject's high-likelihood window finely, and treated as constant on each
 cell; then::

@@ -1,6 +1,9 @@
-"""The Exp3 likelihood as a Pyro model and as a NumPyro model (the ``[jax]`` extra).
+"""The Exp3 likelihood as a Pyro model and as a NumPyro model (the ``[jax]`` extra), and the
+NUTS runners of both backends.
 
-Both models are the same: subjects partially pooled on log c, non-centred::
+The joint models (``BayesianExp3(method="joint")``; the default collapsed model is in
+:mod:`probest.bandits._collapsed`) are the same: subjects partially pooled on log c,
+non-centred::
 
     mu ~ Normal(mu_loc, mu_scale);  tau ~ HalfNormal(tau_scale);  z_s ~ Normal(0, 1)
     log c_s = mu + tau * z_s;       factor(l_s(c_s))   (the replayed Exp3 log-likelihood)

@@ -123,8 +123,9 @@ def test_hierarchical_nuts_20_subjects():
 
 def test_collapsed_grid_is_accurate_and_the_pyro_factor_equals_it():
     """The tabulated likelihood: quartering the fine cells moves the per-subject log
-    marginal by < 0.2 nats at the posterior's (mu, tau) (measured 0.09) and the posterior
-    means of mu, tau by < 1% of their sd; the Pyro model's factor is the same number."""
+    marginal by < 0.2 nats at the posterior's (mu, tau) (measured <= 0.09 on 20 subjects;
+    the posterior means of mu, tau move by < 1% of their sd); the Pyro model's factor is
+    the same number."""
     from probest.bandits import _collapsed
 
     sim, _ = _group(6, 300, 1)
@@ -133,11 +134,9 @@ def test_collapsed_grid_is_accurate_and_the_pyro_factor_equals_it():
     est.fit(sim.actions, sim.rewards)
     log = est._event_log(sim.actions, sim.rewards, None, fitted=True)
     grid = est._grid(log, np.log(est.learning_rate_mle_))
-    fine = _collapsed.subject_grids(est._grid_loglik(log), np.log(est.learning_rate_mle_),
-                                    4 * est.n_grid)
-    a = _collapsed.log_marginal_numpy(grid, -1.2, 0.25)
-    b = _collapsed.log_marginal_numpy(fine, -1.2, 0.25)
-    assert np.abs(a - b).max() < 0.2
+    err = _collapsed.quadrature_error(est._grid_loglik(log), np.log(est.learning_rate_mle_),
+                                      est.n_grid, -1.2, 0.25)
+    assert 0 < err < 0.2
     t = torch.as_tensor
     for mu, tau in ((-1.2, 0.25), (-1.2, 0.01), (0.5, 2.0)):
         lm = _collapsed.log_cell_mass(t(grid.lower), t(grid.upper), t(mu, dtype=torch.float64),
