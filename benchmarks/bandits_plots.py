@@ -2,7 +2,7 @@
 of 100 simulated learners vs T, constant rate (c = 0.1, gamma = 0, truncated MLE) and horizon
 schedule (eta = c T^-1/2, c = 1, gamma = 0.05).
 
-    OMP_NUM_THREADS=1 python benchmarks/bandits_plots.py [--quick]   # full: ~15 min on 1 core
+    OMP_NUM_THREADS=1 python benchmarks/bandits_plots.py [--quick]   # full: ~12 s on 1 core
 """
 
 from __future__ import annotations
