@@ -92,6 +92,8 @@ BUDGET = {
                                     random_state=0), _text, {}),
     "BayesianExp3": (dict(backend="pyro", gamma=0.1, num_warmup=2, num_samples=3, num_chains=1,
                           max_tree_depth=2, random_state=0), _events, {}),
+    "BayesianRescorlaWagner": (dict(backend="pyro", n_grid=8, num_warmup=2, num_samples=3,
+                                    num_chains=1, max_tree_depth=2, random_state=0), _events, {}),
     "Exp3LearningRateMLE": (dict(gamma=0.05, grid=(1e-2, 1e1, 20), random_state=0), _events, {}),
     "RescorlaWagnerMLE": (dict(n_grid=6, random_state=0), _events, {}),
     "AutoregressiveDLMEstimator": (dict(n_components=2, hidden=(8,), **_FLOW),
