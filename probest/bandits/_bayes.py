@@ -22,18 +22,19 @@ class BayesianExp3(ChoiceModel):
 
     (``hierarchical=False``: ``log c_s ~ Normal(mu_loc, mu_scale)``, independent).
 
-    ``method="collapsed"`` (default) integrates every subject's log c out on a grid of
-    cells (each subject's likelihood tabulated once by a batched replay: 600 cells over
-    [1e-3, 1e2] and ``n_grid`` cells over its high-likelihood window, constant on each
-    cell, Normal cell probabilities in closed form), samples (mu, tau) by NUTS from their
-    smooth marginal posterior and draws each log c_s | mu, tau exactly. ``"joint"`` runs
-    NUTS on (mu, tau, z) with the non-centred prior and the replay inside the model: the
-    Exp3 likelihood has cliffs (tens to thousands of nats between neighbouring rates), and
-    joint chains mix badly on them (largest R-hat 1.12 measured on 5 subjects, 1.016 for the
-    collapsed model on the same draws). Chains start at
-    the per-subject MLE. ``backend="numpyro"`` (the ``[jax]`` extra; JIT-compiled, fast on
-    CPU) or ``"pyro"`` (pure torch).  :meth:`to_arviz` returns the draws with a per-subject
-    ``log_likelihood`` group, so ``az.loo`` / ``az.compare`` work.
+    ``method="collapsed"`` (default) integrates every subject's log c out on cells (each
+    subject's likelihood tabulated once by a batched replay: 200 cells over [1e-3, 1e2],
+    ``n_grid // 4`` over the window within 60 nats of its peak, ``n_grid`` within 15 nats;
+    constant on each cell, Normal cell probabilities in closed form), samples (mu, tau) by
+    NUTS from their smooth marginal posterior and draws each log c_s | mu, tau exactly
+    (:mod:`probest.bandits._collapsed`). ``"joint"`` runs NUTS on (mu, tau, z) with the
+    non-centred prior and the replay inside the model: the Exp3 likelihood has cliffs (tens
+    to thousands of nats between neighbouring rates), and joint chains mix badly on them
+    (largest R-hat 1.12 measured on 5 subjects, 1.016 for the collapsed model on the same
+    draws). Chains start at the per-subject MLE. ``backend="numpyro"`` (the ``[jax]``
+    extra; JIT-compiled, fast on CPU) or ``"pyro"`` (pure torch).  :meth:`to_arviz` returns
+    the draws with a per-subject ``log_likelihood`` group, so ``az.loo`` / ``az.compare``
+    work.
 
     Parameters
     ----------

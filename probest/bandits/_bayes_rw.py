@@ -94,7 +94,7 @@ def rw_log_lik(levels):
     return factory
 
 
-def rw_conditional_draws(levels, hyper: dict, rng, chunk: int = 16):
+def rw_conditional_draws(levels, hyper: dict, rng, chunk: int = 8):
     """Exact draws of (logit alpha_s, log beta_s) given each hyperparameter draw, and the
     per-subject marginal ``log p(choices_s | hyper)``: ``(n, S, 2)``, ``(n, S)``."""
     n = len(next(iter(hyper.values())))

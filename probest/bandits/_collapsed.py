@@ -17,8 +17,9 @@ cell; then::
 
 with the Normal cell probabilities in closed form (exact for every tau, however small the
 cell). NUTS samples the smooth two-dimensional posterior of (mu, tau), and theta_s | mu, tau,
-choices is drawn exactly (a cell by its weight, uniform inside it). The only approximation is
-the tabulation, and its error is measured (``quadrature_error``).
+choices is drawn exactly (a cell by its weight, uniform inside it). The only approximations
+are the tabulation, whose error is measured (``quadrature_error``), and the range: rates
+outside the MLE's search range [1e-3, 1e2] get no likelihood (the joint model lets them).
 """
 
 from __future__ import annotations

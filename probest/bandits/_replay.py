@@ -111,7 +111,8 @@ def replay_exp3(c: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
 
 def _loglik_exp3(base, actions, rewards, n_used, T, K, schedule, alpha, gamma, iw):
     """The log-likelihood alone, in fewer and cheaper kernels than the recording replay
-    (the grid search's hot loop; 3-10x faster on one CPU thread).
+    (the grid search's hot loop: 100 subjects x 10^4 trials x 100 candidates, K = 2, one
+    CPU thread: 5.0 s -> 0.6 s).
 
     Equal to the recording replay up to rounding: for the loss estimator the ``+1`` every
     arm receives is dropped (softmax is invariant to it); the policy is the max-shifted
