@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.special import expit, logsumexp
+from scipy.special import expit
 
 from probest._persist import Fitted
 from probest._validation import Interval, Options
-from probest.bandits._collapsed import _Numpy, log_cell_mass, run_collapsed
+from probest.bandits._collapsed import _Numpy, draw_cells, log_cell_mass, run_collapsed
 from probest.bandits._common import ChoiceModel
 from probest.bandits._replay import replay_rw
 from probest.bandits._rw import _BOX
@@ -112,11 +112,7 @@ def rw_conditional_draws(levels, hyper: dict, rng, chunk: int = 8):
             w = ll[None] + la[..., :, None] + lb[..., None, :]
             flat.append(w.reshape(w.shape[0], S, -1))
             meta.append((ea, eb, ll.shape[2]))
-        lw = np.concatenate(flat, -1)
-        marginal[sl] = logsumexp(lw, -1)
-        cdf = np.cumsum(np.exp(lw - lw.max(-1, keepdims=True)), -1)
-        u = rng.uniform(size=cdf.shape[:2] + (1,)) * cdf[..., -1:]
-        g = np.minimum((cdf < u).sum(-1), cdf.shape[-1] - 1)  # (chunk, S)
+        g, marginal[sl] = draw_cells(np.concatenate(flat, -1), rng)  # g: (chunk, S)
         offset = 0
         out = np.empty(g.shape + (2,))
         for (ea, eb, nb), part in zip(meta, flat):

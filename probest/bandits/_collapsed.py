@@ -243,15 +243,21 @@ def conditional_draws(grid: SubjectGrid, mu: np.ndarray, tau: np.ndarray,
         m = np.asarray(mu[i:i + chunk])[:, None, None]
         t = np.asarray(tau[i:i + chunk])[:, None, None]
         lw = grid.loglik[None] + log_cell_mass(grid.lower[None], grid.upper[None], m, t, _Numpy)
-        top = lw.max(-1, keepdims=True)
-        cdf = np.cumsum(np.exp(lw - top), -1)
-        marginal[i:i + chunk] = top[..., 0] + np.log(cdf[..., -1])
-        u = rng.uniform(size=cdf.shape[:2] + (1,)) * cdf[..., -1:]
-        g = np.minimum((cdf < u).sum(-1), cdf.shape[-1] - 1)[..., None]  # (chunk, S, 1)
-        lo = np.take_along_axis(np.broadcast_to(grid.lower, cdf.shape), g, -1)[..., 0]
-        hi = np.take_along_axis(np.broadcast_to(grid.upper, cdf.shape), g, -1)[..., 0]
+        g, marginal[i:i + chunk] = draw_cells(lw, rng)
+        g = g[..., None]  # (chunk, S, 1)
+        lo = np.take_along_axis(np.broadcast_to(grid.lower, lw.shape), g, -1)[..., 0]
+        hi = np.take_along_axis(np.broadcast_to(grid.upper, lw.shape), g, -1)[..., 0]
         theta[i:i + chunk] = lo + rng.uniform(size=lo.shape) * (hi - lo)
     return theta, marginal
+
+
+def draw_cells(lw: np.ndarray, rng: np.random.Generator):
+    """One cell per row of the log-weights ``lw`` (..., G), drawn by its weight (inverse
+    CDF), and each row's ``logsumexp``: ``(index (...), log total (...))``."""
+    top = lw.max(-1, keepdims=True)
+    cdf = np.cumsum(np.exp(lw - top), -1)
+    u = rng.uniform(size=cdf.shape[:-1] + (1,)) * cdf[..., -1:]
+    return np.minimum((cdf < u).sum(-1), cdf.shape[-1] - 1), top[..., 0] + np.log(cdf[..., -1])
 
 
 def quadrature_error(loglik: Callable[[np.ndarray], np.ndarray], theta_mle: np.ndarray,
