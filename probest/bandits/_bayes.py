@@ -7,7 +7,7 @@ import torch
 
 from probest._persist import Fitted
 from probest._validation import Interval, Options
-from probest.bandits._common import EXP3_CONSTRAINTS, ChoiceModel
+from probest.bandits._common import EXP3_CONSTRAINTS, ChoiceModel, fit_quietly
 from probest.bandits._replay import replay_exp3
 
 
@@ -162,19 +162,13 @@ class BayesianExp3(ChoiceModel):
     def _pilot(self, log, seed):
         """Per-subject MLE: its truncation point, the chains' starting values and the
         centre of every subject's grid."""
-        import warnings
-
-        from probest.bandits._common import IdentifiabilityWarning
         from probest.bandits._exp3 import Exp3LearningRateMLE
 
         mle = Exp3LearningRateMLE(self.n_arms_, schedule=self.schedule, alpha=self.alpha,
                                   gamma=self.gamma, iw_estimator=self.iw_estimator, ci=None,
                                   truncation=self.truncation, random_state=seed,
                                   device=str(self.device_))
-        with warnings.catch_warnings():  # only its estimate and truncation point are used
-            warnings.simplefilter("ignore", IdentifiabilityWarning)
-            mle.fit([a[:n] for a, n in zip(log.actions, log.lengths)],
-                    [r[:n] for r, n in zip(log.rewards, log.lengths)])
+        fit_quietly(mle, *log.ragged())  # only its estimate and truncation point are used
         return mle.upsilon_, np.log(mle.learning_rate_)
 
     def _init(self, log_c):

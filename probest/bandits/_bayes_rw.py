@@ -24,9 +24,9 @@ from scipy.special import expit
 from probest._persist import Fitted
 from probest._validation import Interval, Options
 from probest.bandits._collapsed import _Numpy, draw_cells, log_cell_mass, run_collapsed
-from probest.bandits._common import ChoiceModel
+from probest.bandits._common import ChoiceModel, fit_quietly
 from probest.bandits._replay import replay_rw
-from probest.bandits._rw import _BOX
+from probest.bandits._rw import _BOX, RescorlaWagnerMLE, replay_rw_fitted
 
 N_COARSE_2D = 40
 WINDOW_NATS = 30.0
@@ -265,20 +265,12 @@ class BayesianRescorlaWagner(ChoiceModel):
         -------
         self
         """
-        import warnings
-
-        from probest.bandits._common import IdentifiabilityWarning
-        from probest.bandits._rw import RescorlaWagnerMLE
-
         log = self._event_log(actions, rewards, subject, fitted=False)
         with self._fit_context() as ctx:
             self._record_log(log)
             mle = RescorlaWagnerMLE(self.n_arms_, q0=self.q0, ci=None, random_state=ctx.seed,
                                     device=str(self.device_))
-            with warnings.catch_warnings():  # only the estimates are used
-                warnings.simplefilter("ignore", IdentifiabilityWarning)
-                mle.fit([a[:n] for a, n in zip(log.actions, log.lengths)],
-                        [r[:n] for r, n in zip(log.rewards, log.lengths)])
+            fit_quietly(mle, *log.ragged())  # only the estimates are used
             self.alpha_mle_, self.beta_mle_ = mle.alpha_, mle.beta_
             levels = self._levels(log)
             shape = (int(self.num_chains), int(self.num_samples))
@@ -326,11 +318,7 @@ class BayesianRescorlaWagner(ChoiceModel):
                              max_tree_depth=int(self.max_tree_depth))
 
     def _replay_fitted(self, log, index, record):
-        A, R, L = self._tensors(log)
-        a = torch.as_tensor(self.alpha_[index][:, None], dtype=torch.float64, device=A.device)
-        b = torch.as_tensor(self.beta_[index][:, None], dtype=torch.float64, device=A.device)
-        ll, logp = replay_rw(a, b, A, R, L, self.n_arms_, q0=float(self.q0), record=record)
-        return ll[:, 0].cpu().numpy(), (None if logp is None else logp[:, 0].cpu().numpy())
+        return replay_rw_fitted(self, log, index, record)
 
     def to_arviz(self):
         """The draws as ArviZ InferenceData: ``posterior`` (hyperparameters, ``alpha``,

@@ -25,11 +25,13 @@ outside the MLE's search range [1e-3, 1e2] get no likelihood (the joint model le
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import erfc
+from scipy.special import logsumexp as _scipy_logsumexp
 
 #: search range of log c (the spec's [1e-3, 1e2]) and its coarse cells
 LOG_C_RANGE = (math.log(1e-3), math.log(1e2))
@@ -135,100 +137,40 @@ _SQRT_PI = math.sqrt(math.pi)
 _SQRT_HALF = math.sqrt(0.5)
 
 
-class _Numpy:
-    erfc = staticmethod(erfc)
-    concatenate = staticmethod(np.concatenate)
-
-    @staticmethod
-    def logsumexp(x, axis):
-        from scipy.special import logsumexp
-
-        return logsumexp(x, axis=axis)
-
-    minimum = staticmethod(np.minimum)
-    maximum = staticmethod(np.maximum)
-    where = staticmethod(np.where)
-    log = staticmethod(np.log)
-    log1p = staticmethod(np.log1p)
-    expm1 = staticmethod(np.expm1)
+def _array_ops(xp, erfc, logsumexp):
+    """The elementwise functions the collapsed likelihood uses, for a NumPy-like module
+    (numpy, jax.numpy)."""
+    return types.SimpleNamespace(
+        erfc=erfc, logsumexp=lambda x, axis: logsumexp(x, axis=axis),
+        concatenate=lambda parts, axis: xp.concatenate(parts, axis), minimum=xp.minimum,
+        maximum=xp.maximum, where=xp.where, log=xp.log, log1p=xp.log1p, expm1=xp.expm1)
 
 
-class _Torch:
-    @staticmethod
-    def concatenate(parts, axis):
-        import torch
+def _torch_ops():
+    import torch
 
-        return torch.cat(parts, dim=axis)
-
-    @staticmethod
-    def logsumexp(x, axis):
-        import torch
-
-        return torch.logsumexp(x, dim=axis)
-
-    @staticmethod
-    def erfc(x):
-        import torch
-
-        return torch.special.erfc(x)
-
-    @staticmethod
-    def minimum(x, v):
-        return x.clamp(max=v)
-
-    @staticmethod
-    def maximum(x, v):
-        return x.clamp(min=v)
-
-    @staticmethod
-    def where(c, a, b):
-        import torch
-
-        return torch.where(c, a, b)
-
-    @staticmethod
-    def log(x):
-        return x.log()
-
-    @staticmethod
-    def log1p(x):
-        return x.log1p()
-
-    @staticmethod
-    def expm1(x):
-        return x.expm1()
+    return types.SimpleNamespace(
+        erfc=torch.special.erfc, logsumexp=lambda x, axis: torch.logsumexp(x, dim=axis),
+        concatenate=lambda parts, axis: torch.cat(parts, dim=axis),
+        minimum=lambda x, v: x.clamp(max=v), maximum=lambda x, v: x.clamp(min=v),
+        where=torch.where, log=torch.log, log1p=torch.log1p, expm1=torch.expm1)
 
 
 def _jax_ops():
     import jax.numpy as jnp
     from jax.scipy.special import erfc as jerfc
+    from jax.scipy.special import logsumexp as jlogsumexp
 
-    class _Jax:
-        erfc = staticmethod(jerfc)
-        concatenate = staticmethod(jnp.concatenate)
+    return _array_ops(jnp, jerfc, jlogsumexp)
 
-        @staticmethod
-        def logsumexp(x, axis):
-            from jax.scipy.special import logsumexp
 
-            return logsumexp(x, axis=axis)
-
-        minimum = staticmethod(jnp.minimum)
-        maximum = staticmethod(jnp.maximum)
-        where = staticmethod(jnp.where)
-        log = staticmethod(jnp.log)
-        log1p = staticmethod(jnp.log1p)
-        expm1 = staticmethod(jnp.expm1)
-
-    return _Jax
+_Numpy = _array_ops(np, erfc, _scipy_logsumexp)
 
 
 def log_marginal_numpy(grid: SubjectGrid, mu, tau) -> np.ndarray:
     """Per-subject ``log p(choices_s | mu, tau)`` (numpy; ``mu``, ``tau`` scalars)."""
-    from scipy.special import logsumexp
-
     lm = log_cell_mass(grid.lower, grid.upper, mu, tau, _Numpy)
-    return logsumexp(grid.loglik + lm, axis=1)
+    return _scipy_logsumexp(grid.loglik + lm, axis=1)
 
 
 def conditional_draws(grid: SubjectGrid, mu: np.ndarray, tau: np.ndarray,
@@ -312,7 +254,7 @@ def run_collapsed(backend: str, hyper, log_lik_factory, *, device="cpu", **kw):
     import torch
 
     f64 = dict(dtype=torch.float64, device=device)
-    f = log_lik_factory(_Torch, lambda x: torch.as_tensor(x, **f64))
+    f = log_lik_factory(_torch_ops(), lambda x: torch.as_tensor(x, **f64))
 
     def model():
         v = {}

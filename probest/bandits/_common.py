@@ -40,6 +40,16 @@ def _fmt_ids(ids: np.ndarray, limit: int = 6) -> str:
     return ", ".join(map(str, ids[:limit])) + more
 
 
+def fit_quietly(est, actions, rewards=None):
+    """``est.fit(actions, rewards)`` with identifiability warnings silenced: for inner fits
+    (pilots, refits) whose boundary hits are counted or do not matter, not warned."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IdentifiabilityWarning)
+        return est.fit(actions, rewards)
+
+
 def warn_diagnostics(owner: str, subjects: np.ndarray, diag: dict[str, np.ndarray]) -> None:
     """One :class:`IdentifiabilityWarning` naming the subjects behind each flag."""
     parts = []

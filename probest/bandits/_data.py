@@ -47,6 +47,11 @@ class EventLog:
     def n_events(self) -> int:
         return int(self.lengths.sum())
 
+    def ragged(self) -> tuple[list, list]:
+        """Per-subject ``(actions, rewards)`` lists without the padding."""
+        return ([a[:n] for a, n in zip(self.actions, self.lengths)],
+                [r[:n] for r, n in zip(self.rewards, self.lengths)])
+
     def flat(self, values: np.ndarray) -> np.ndarray:
         """``(n_subjects, T_max, ...)`` per-trial values back in the caller's event order."""
         n = self.n_events

@@ -250,9 +250,15 @@ class RescorlaWagnerMLE(ChoiceModel):
             self.beta_ci_[s] = np.percentile(refit.beta_, q)
 
     def _replay_fitted(self, log, index, record):
-        A, R, L = self._tensors(log)
-        a = torch.as_tensor(self.alpha_[index][:, None], dtype=torch.float64, device=A.device)
-        b = torch.as_tensor(self.beta_[index][:, None], dtype=torch.float64, device=A.device)
-        ll, logp = replay_rw(a, b, A, R, L, self.n_arms_, q0=float(self.q0), record=record)
-        return ll[:, 0].cpu().numpy(), (None if logp is None else logp[:, 0].cpu().numpy())
+        return replay_rw_fitted(self, log, index, record)
+
+
+def replay_rw_fitted(est, log, index, record):
+    """Replay of subjects ``index`` at a fitted RW model's ``alpha_``, ``beta_`` (the
+    ``_replay_fitted`` of both RW estimators)."""
+    A, R, L = est._tensors(log)
+    a = torch.as_tensor(est.alpha_[index][:, None], dtype=torch.float64, device=A.device)
+    b = torch.as_tensor(est.beta_[index][:, None], dtype=torch.float64, device=A.device)
+    ll, logp = replay_rw(a, b, A, R, L, est.n_arms_, q0=float(est.q0), record=record)
+    return ll[:, 0].cpu().numpy(), (None if logp is None else logp[:, 0].cpu().numpy())
 

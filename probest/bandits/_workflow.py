@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone
 
 from probest._torch import draw_seed
-from probest.bandits._common import IdentifiabilityWarning
+from probest.bandits._common import fit_quietly
 
 
 def _model_of(est) -> str:
@@ -43,10 +42,8 @@ def _simulate(est, params, T, reward_means, seed):
                          iw_estimator=est.iw_estimator, random_state=seed)
 
 
-def _fit_quietly(est, sim):
-    with warnings.catch_warnings():  # boundary hits are counted, not warned, here
-        warnings.simplefilter("ignore", IdentifiabilityWarning)
-        return est.fit(sim.actions, sim.rewards)
+def _fit_quietly(est, sim):  # boundary hits are counted, not warned, here
+    return fit_quietly(est, sim.actions, sim.rewards)
 
 
 @dataclasses.dataclass

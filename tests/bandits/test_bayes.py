@@ -140,7 +140,7 @@ def test_collapsed_grid_is_accurate_and_the_pyro_factor_equals_it():
     t = torch.as_tensor
     for mu, tau in ((-1.2, 0.25), (-1.2, 0.01), (0.5, 2.0)):
         lm = _collapsed.log_cell_mass(t(grid.lower), t(grid.upper), t(mu, dtype=torch.float64),
-                                      t(tau, dtype=torch.float64), _collapsed._Torch)
+                                      t(tau, dtype=torch.float64), _collapsed._torch_ops())
         np.testing.assert_allclose(torch.logsumexp(t(grid.loglik) + lm, 1).numpy(),
                                    _collapsed.log_marginal_numpy(grid, mu, tau), rtol=1e-9)
     # the closed-form cell probabilities: they sum to the Normal mass of the range, and

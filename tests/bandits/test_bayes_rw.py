@@ -47,7 +47,7 @@ def test_rw_collapsed_likelihood_equals_the_cellwise_sum_and_the_pyro_factor():
     log = est._event_log(sim.actions, sim.rewards, None, fitted=True)
     levels = est._levels(log)
     p = {"mu_alpha": -0.5, "tau_alpha": 0.4, "mu_beta": 1.5, "tau_beta": 0.3}
-    f = brw.rw_log_lik(levels)(_collapsed._Torch,
+    f = brw.rw_log_lik(levels)(_collapsed._torch_ops(),
                                lambda x: torch.as_tensor(x, dtype=torch.float64))
     value = float(f({k: torch.tensor(v, dtype=torch.float64) for k, v in p.items()}))
     _, marginal = brw.rw_conditional_draws(levels, {k: np.array([v]) for k, v in p.items()},
