@@ -51,7 +51,9 @@ class BayesianExp3(ChoiceModel):
     truncation : None, "auto" or int, default=None
         As in :class:`Exp3LearningRateMLE` ("auto" runs its pilot rule per subject).
     hierarchical : bool, default=True
-        Partial pooling of log c over subjects.
+        Partial pooling of log c over subjects. ``False`` with ``method="collapsed"``
+        needs no MCMC: every subject's draws are exact and independent (the NUTS settings
+        other than ``num_chains`` x ``num_samples`` are unused).
     method : {"collapsed", "joint"}, default="collapsed"
         Subjects' rates integrated out on a grid (NUTS on mu, tau; exact conditional draws)
         or sampled jointly by NUTS.

@@ -150,7 +150,8 @@ class BayesianRescorlaWagner(ChoiceModel):
     q0 : float, default=0.5
         Initial value of every arm.
     hierarchical : bool, default=True
-        Partial pooling over subjects.
+        Partial pooling over subjects. ``False`` needs no MCMC: every subject's draws are
+        exact and independent (only ``num_chains`` x ``num_samples`` is used).
     backend : {"numpyro", "pyro"}, default="numpyro"
         Sampler implementation.
     mu_alpha_loc, mu_alpha_scale, tau_alpha_scale : float, default=0.0, 1.5, 1.0
