@@ -50,7 +50,8 @@ class PartialBayesianMLPRegressor(RegressorMixin, _PartialBayesianMLP):
     def __init__(self, hidden_layer_sizes=(50, 20, 5), activation="gelu", stochastic_layers=(2,),
                  prior_scale=1.0, noise="learn", sampler="ohsmc", n_particles=1000, kernel="rw",
                  kernel_scale=1e-3, resampling="stratified", ess_threshold=1.0,
-                 likelihood_power=1.0, batch_size=32, max_epochs=200, learning_rate=1e-2,
+                 likelihood_power=1.0, final_smc=True, final_mh_steps=20, batch_size=32,
+                 max_epochs=200, learning_rate=1e-2,
                  early_stopping=True, validation_fraction=0.2, patience=20, n_restarts=1,
                  device="auto", dtype="float32", random_state=None, verbose=0):
         self._store_params(locals())

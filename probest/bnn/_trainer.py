@@ -68,8 +68,8 @@ class FeynmanKacTrainer:
         per minibatch: move, reweight by the batch likelihood, resample (when the ESS is
         below ``ess_threshold * n_particles``), one optimiser step.  ``"sgsmc"``: per step a
         fresh tempered SMC from the prior to ``p(phi) p(y_B | phi)^(N/M)`` in ``n_stages``
-        stages with random-walk Metropolis moves, then the gradient step; after training one
-        more such SMC over the whole training set gives the final particles and evidence.
+        stages with random-walk Metropolis moves, then the gradient step (after training,
+        ``final_smc`` gives the final particles).
     n_particles : int
         ``S``; 1 is allowed here (the deterministic-network limit: weight 1, the ordinary
         gradient).  The MLP estimators require at least 2.
@@ -95,6 +95,17 @@ class FeynmanKacTrainer:
         Metropolis moves per step (``kernel="rwmh"``) or per stage (``"sgsmc"``).
     n_stages : int
         Tempering stages of each SGSMC run.
+    final_smc : bool, optional
+        After training, replace the particles by one adaptive tempered SMC from the prior to
+        the partial posterior ``p(phi | X, Y; psi)`` of the training rows at the learned
+        ``psi`` (temperatures chosen so that each stage keeps half the particles' ESS,
+        ``final_mh_steps`` random-walk Metropolis moves per stage); its evidence estimate
+        becomes ``log_evidence_`` (unbiased for ``p(Y | psi)``).  The open horizon's
+        particles have seen every row once per epoch, and on small data the first minibatch
+        collapses them onto a few prior draws; this pass targets the posterior itself.
+        ``None`` (default): only for ``"sgsmc"``, whose per-step particles see one minibatch.
+    final_mh_steps : int
+        Metropolis moves per stage of the final SMC.
     init_particles : tensor, optional
         ``(S, D)`` initial particles (default: prior draws).
     verbose : int
@@ -109,9 +120,9 @@ class FeynmanKacTrainer:
         ``(S,)`` their normalised log-weights.
     log_evidence_ : float
         The sampler's log-evidence estimate: ``sum_t log sum_s W_{t-1,s} G_t(phi_s)``.  For
-        one pass over the data with fixed ``psi`` and ``kernel="rwmh"`` it estimates
-        ``log p(y)`` without bias in ``p``; otherwise it is the evidence of the Feynman–Kac
-        model that was run.
+        one pass over the data with fixed ``psi`` and ``kernel="rwmh"``, and for the final
+        SMC, it estimates ``log p(y)`` without bias in ``p``; otherwise it is the evidence of
+        the Feynman–Kac model that was run.
     ess_history_ : numpy.ndarray
         ESS before each resampling decision, one entry per step (best restart).
     chain_particles_, chain_log_weights_ : torch.Tensor
@@ -120,6 +131,9 @@ class FeynmanKacTrainer:
         Per-epoch records (objective, validation NLPD, mean ESS) of the best restart.
     n_iter_ : int
         Steps taken by the best restart.
+    final_smc_info_ : dict
+        With the final SMC: its ``betas`` (temperatures) and Metropolis ``acceptance`` per
+        stage (last restart).
 
     Examples
     --------
@@ -144,6 +158,7 @@ class FeynmanKacTrainer:
                  kernel_scale: float = 1e-2, resampling: str = "stratified",
                  ess_threshold: float = 1.0, prior_scale: float = 1.0,
                  likelihood_power: float = 1.0, n_mh_steps: int = 1, n_stages: int = 8,
+                 final_smc: bool | None = None, final_mh_steps: int = 20,
                  init_particles: torch.Tensor | None = None, verbose: int = 0):
         named = dict(module.named_parameters())
         stochastic = list(stochastic)
@@ -161,6 +176,9 @@ class FeynmanKacTrainer:
                 raise ValueError(f"{what}={value!r} is not one of {allowed}.")
         if int(n_particles) < 1:
             raise ValueError(f"n_particles must be >= 1, got {n_particles}.")
+        if int(n_mh_steps) < 0 or int(final_mh_steps) < 0 or int(n_stages) < 1:
+            raise ValueError("need n_mh_steps >= 0, final_mh_steps >= 0 and n_stages >= 1; got "
+                             f"{n_mh_steps}, {final_mh_steps}, {n_stages}.")
         if not (kernel_scale >= 0 and prior_scale > 0 and likelihood_power > 0
                 and 0 <= ess_threshold <= 1):
             raise ValueError("need kernel_scale >= 0, prior_scale > 0, likelihood_power > 0 "
@@ -172,6 +190,8 @@ class FeynmanKacTrainer:
         self.ess_threshold, self.prior_scale = float(ess_threshold), float(prior_scale)
         self.likelihood_power, self.n_mh_steps = float(likelihood_power), int(n_mh_steps)
         self.n_stages, self.init_particles, self.verbose = int(n_stages), init_particles, verbose
+        self.final_smc = None if final_smc is None else bool(final_smc)
+        self.final_mh_steps = int(final_mh_steps)
         self._shapes = [named[n].shape for n in stochastic]
         self._sizes = [int(np.prod(s)) if len(s) else 1 for s in self._shapes]
         for n in stochastic:
@@ -342,9 +362,11 @@ class FeynmanKacTrainer:
         result = train(owner or self, params, loss_fn, cfg,
                        validation=val_fn if validation is not None else None,
                        desc=f"FK-{self.sampler}", state=(get_state, set_state))
-        if self.sampler == "sgsmc":  # final particles: one tempered SMC on all training rows
+        final = self.sampler == "sgsmc" if self.final_smc is None else self.final_smc
+        if final:  # final particles: one adaptive tempered SMC on all training rows at psi
+            self.module.eval()
             with torch.no_grad():
-                phi, log_w, log_z = self._tempered_smc(X, Y, 1.0, pgen)
+                phi, log_w, log_z = self._tempered_smc(X, Y, 1.0, pgen, adaptive=True)
             st.update(phi=phi, log_w=log_w, log_z=log_z)
         ess = torch.stack(ess_log[:result.n_iter]).cpu().numpy() if ess_log else np.zeros(0)
         val = float("inf")
@@ -375,30 +397,21 @@ class FeynmanKacTrainer:
         return phi, log_w
 
     @torch.no_grad()
-    def _tempered_smc(self, X, Y, scale, gen):
-        """Tempered SMC from the prior to ``p(phi) p(Y | phi)^scale`` (RW-Metropolis moves);
-        returns particles, normalised log-weights and the log-evidence estimate."""
+    def _tempered_smc(self, X, Y, scale, gen, adaptive=False):
+        """Tempered SMC from the prior to ``p(phi) p(Y | phi)^scale`` (RW-Metropolis moves):
+        ``n_stages`` equal steps and ``n_mh_steps`` moves a stage, or (``adaptive``) the
+        ESS-driven schedule with ``final_mh_steps``.  Returns particles, normalised
+        log-weights and the log-evidence estimate."""
         S, D = self.n_particles, self.n_stochastic
         phi = self.prior_scale * torch.randn((S, D), generator=gen, device=X.device, dtype=X.dtype)
-        log_w = torch.full((S,), -math.log(S), device=X.device, dtype=X.dtype)
-        log_z = torch.zeros((), device=X.device, dtype=X.dtype)
-        ll = self._loglik_sum(phi, X, Y)
-        betas = np.linspace(0.0, 1.0, self.n_stages + 1)
-        for b0, b1 in zip(betas[:-1], betas[1:], strict=True):
-            inc = (b1 - b0) * scale * ll
-            log_z = log_z + torch.logsumexp(log_w + inc, 0)
-            log_w = _smc.normalise(log_w + inc)
-            if S > 1 and bool(_smc.ess(log_w) < max(self.ess_threshold, 0.5) * S):
-                anc = _smc.resample(log_w, self.resampling, gen)
-                phi, ll, log_w = phi[anc], ll[anc], torch.full_like(log_w, -math.log(S))
-
-            def target(p, b=b1):
-                return _smc.log_prior(p, self.prior_scale) + b * scale * self._loglik_sum(p, X, Y)
-
-            cur = _smc.log_prior(phi, self.prior_scale) + b1 * scale * ll
-            phi, lp, _ = _smc.metropolis(phi, target, _smc.adaptive_step(phi, log_w),
-                                         self.n_mh_steps, gen, current=cur)
-            ll = (lp - _smc.log_prior(phi, self.prior_scale)) / (b1 * scale)
+        kw = ({"betas": None, "n_mh_steps": self.final_mh_steps} if adaptive else
+              {"betas": np.linspace(0.0, 1.0, self.n_stages + 1), "n_mh_steps": self.n_mh_steps,
+               "resample_below": max(self.ess_threshold, 0.5)})
+        phi, log_w, log_z, info = _smc.tempered_smc(
+            lambda p: scale * self._loglik_sum(p, X, Y), phi, self.prior_scale, gen,
+            resampling=self.resampling, **kw)
+        if adaptive:
+            self.final_smc_info_ = info
         return phi, log_w, log_z
 
     def _warn_degenerate(self) -> None:

@@ -97,12 +97,31 @@ def test_classifier_outputs_and_unseen_labels():
     ({"n_particles": 1}, "n_particles must be >= 2"),
     ({"noise": -1.0}, "noise"),
     ({"sampler": "nuts"}, "sampler"),
+    ({"final_mh_steps": -1}, "final_mh_steps"),
 ])
 def test_bad_parameters(params, match):
     X, y = make_xsin_regression(30, random_state=0)
     est = PartialBayesianMLPRegressor(**{**_SMALL, **params})
     with pytest.raises(ValueError, match=match):
         est.fit(X, y)
+
+
+def test_final_smc_draws_the_final_particles(reg):
+    """With ``final_smc`` (the regressor's default) the particles come from the tempered SMC
+    at the learned weights: its temperatures reach 1 and its evidence is ``log_evidence_``;
+    without it the open horizon's last particles are kept, and the weights are unchanged."""
+    X, y = make_xsin_regression(150, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParticleDegeneracyWarning)
+        on = PartialBayesianMLPRegressor(**_SMALL).fit(X, y)
+        off = PartialBayesianMLPRegressor(**_SMALL, final_smc=False).fit(X, y)
+    assert PartialBayesianMLPClassifier().final_smc is None  # sgsmc only: ECE, RESULTS.md
+    for (n, p), (_, q) in zip(on.module_.named_parameters(), off.module_.named_parameters(),
+                              strict=True):
+        if n not in on.stochastic_names_:
+            np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy(), err_msg=n)
+    assert not np.allclose(on.particles_, off.particles_)
+    assert np.isfinite(on.log_evidence_) and on.log_evidence_ != off.log_evidence_
 
 
 def test_nan_input_refused():
