@@ -95,7 +95,7 @@ class FeynmanKacTrainer:
         Metropolis moves per step (``kernel="rwmh"``) or per stage (``"sgsmc"``).
     n_stages : int
         Tempering stages of each SGSMC run.
-    final_smc : bool, optional
+    final_smc : bool, "auto" or None
         After training, replace the particles by one adaptive tempered SMC from the prior to
         the partial posterior ``p(phi | X, Y; psi)`` of the training rows at the learned
         ``psi`` (temperatures chosen so that each stage keeps half the particles' ESS,
@@ -103,7 +103,9 @@ class FeynmanKacTrainer:
         becomes ``log_evidence_`` (unbiased for ``p(Y | psi)``).  The open horizon's
         particles have seen every row once per epoch, and on small data the first minibatch
         collapses them onto a few prior draws; this pass targets the posterior itself.
-        ``None`` (default): only for ``"sgsmc"``, whose per-step particles see one minibatch.
+        ``"auto"``: run it, and keep its particles only if their validation NLPD is not
+        worse than the open horizon's (without validation rows: keep them).  ``None``
+        (default): only for ``"sgsmc"``, whose per-step particles see one minibatch.
     final_mh_steps : int
         Metropolis moves per stage of the final SMC.
     init_particles : tensor, optional
@@ -132,8 +134,9 @@ class FeynmanKacTrainer:
     n_iter_ : int
         Steps taken by the best restart.
     final_smc_info_ : dict
-        With the final SMC: its ``betas`` (temperatures) and Metropolis ``acceptance`` per
-        stage (last restart).
+        With the final SMC: its ``betas`` (temperatures), Metropolis ``acceptance`` per
+        stage, whether its particles were ``kept`` and the validation NLPD before and after
+        (``val_before`` / ``val_after``; last restart).
 
     Examples
     --------
@@ -190,7 +193,9 @@ class FeynmanKacTrainer:
         self.ess_threshold, self.prior_scale = float(ess_threshold), float(prior_scale)
         self.likelihood_power, self.n_mh_steps = float(likelihood_power), int(n_mh_steps)
         self.n_stages, self.init_particles, self.verbose = int(n_stages), init_particles, verbose
-        self.final_smc = None if final_smc is None else bool(final_smc)
+        if final_smc not in (None, True, False, "auto"):
+            raise ValueError(f"final_smc must be True, False, None or 'auto', got {final_smc!r}.")
+        self.final_smc = final_smc
         self.final_mh_steps = int(final_mh_steps)
         self._shapes = [named[n].shape for n in stochastic]
         self._sizes = [int(np.prod(s)) if len(s) else 1 for s in self._shapes]
@@ -363,15 +368,26 @@ class FeynmanKacTrainer:
                        validation=val_fn if validation is not None else None,
                        desc=f"FK-{self.sampler}", state=(get_state, set_state))
         final = self.sampler == "sgsmc" if self.final_smc is None else self.final_smc
+        val = float("inf")
+
+        def score(q):
+            return float(self.predictive_nlpd(*validation, particles=q["phi"], log_w=q["log_w"]))
+
+        if validation is not None:
+            val = score(st)
         if final:  # final particles: one adaptive tempered SMC on all training rows at psi
             self.module.eval()
             with torch.no_grad():
                 phi, log_w, log_z = self._tempered_smc(X, Y, 1.0, pgen, adaptive=True)
-            st.update(phi=phi, log_w=log_w, log_z=log_z)
+            new = {"phi": phi, "log_w": log_w, "log_z": log_z}
+            new_val = score(new) if validation is not None else float("inf")
+            keep = (final != "auto" or validation is None or self.sampler == "sgsmc"
+                    or new_val <= val)
+            self.final_smc_info_.update(kept=bool(keep), val_before=val, val_after=new_val)
+            if keep:
+                st.update(new)
+                val = new_val
         ess = torch.stack(ess_log[:result.n_iter]).cpu().numpy() if ess_log else np.zeros(0)
-        val = float("inf")
-        if validation is not None:
-            val = float(self.predictive_nlpd(*validation, particles=st["phi"], log_w=st["log_w"]))
         return {"particles": st["phi"], "log_w": _smc.normalise(st["log_w"]),
                 "log_z": float(st["log_z"]), "ess": ess, "n_iter": result.n_iter,
                 "converged": result.converged, "val": val}

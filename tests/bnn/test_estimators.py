@@ -98,6 +98,7 @@ def test_classifier_outputs_and_unseen_labels():
     ({"noise": -1.0}, "noise"),
     ({"sampler": "nuts"}, "sampler"),
     ({"final_mh_steps": -1}, "final_mh_steps"),
+    ({"final_smc": "always"}, "final_smc"),
 ])
 def test_bad_parameters(params, match):
     X, y = make_xsin_regression(30, random_state=0)
