@@ -143,6 +143,10 @@ def class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+#: dtypes an array-valued parameter (``means_init``, ...) may have in a model file
+_ARRAY_DTYPES = ("float64", "float32", "int64", "int32", "bool")
+
+
 def params_json(est) -> dict[str, Any]:
     out = {}
     for k, v in est.get_params(deep=False).items():
@@ -150,9 +154,36 @@ def params_json(est) -> dict[str, Any]:
             out[k] = v
         elif isinstance(v, (list, tuple)) and all(_is_json_scalar(x) for x in v):
             out[k] = list(v)
+        elif (isinstance(v, np.ndarray) and str(v.dtype) in _ARRAY_DTYPES
+              and (v.dtype.kind != "f" or bool(np.isfinite(v).all()))):
+            # plain numbers only (JSON writes each float64 with a repr that reads back
+            # exactly); decoded by _decode_param without running any code
+            out[k] = {"__ndarray__": v.tolist(), "dtype": str(v.dtype)}
         else:
             out[k] = {"__repr__": repr(v)}
     return out
+
+
+def _decode_param(k: str, v: Any) -> Any:
+    """An array parameter written by :func:`params_json` back to an ndarray (data only)."""
+    if not (isinstance(v, dict) and set(v) == {"__ndarray__", "dtype"}):
+        return v
+    if v["dtype"] not in _ARRAY_DTYPES:
+        raise ValueError(f"parameter {k!r}: array dtype {v['dtype']!r} is not one of "
+                         f"{_ARRAY_DTYPES}.")
+
+    def numbers(x):
+        if isinstance(x, list):
+            return all(numbers(y) for y in x)
+        return (isinstance(x, (int, float)) and not (isinstance(x, float)
+                                                      and not math.isfinite(x)))
+
+    if not numbers(v["__ndarray__"]):
+        raise ValueError(f"parameter {k!r}: an array parameter holds only finite numbers.")
+    try:
+        return np.asarray(v["__ndarray__"], dtype=v["dtype"])
+    except ValueError as e:  # ragged nesting
+        raise ValueError(f"parameter {k!r}: not a rectangular array ({e}).") from e
 
 
 def _check_param(cls: type, k: str, v: Any) -> None:
@@ -186,8 +217,10 @@ def construct(name: Any, params: Any, registry: dict[str, type] | None = None):
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ValueError(f"{cls.__name__} has no parameters {unknown}.")
+    params = {k: _decode_param(k, v) for k, v in params.items()}
     for k, v in params.items():
-        _check_param(cls, k, v)
+        if not isinstance(v, np.ndarray):
+            _check_param(cls, k, v)
     return cls(**params)
 
 

@@ -96,8 +96,8 @@ class FlowerEngine:
     rank, world_size, name = 0, 1, "flower"
 
     def __init__(self, grid: Grid, *, min_clients: int, round_timeout: float,
-                 wait_for: float = 60.0):
-        self.grid = grid
+                 wait_for: float = 60.0, poll: float = 0.05):
+        self.grid, self.poll = grid, float(poll)
         self.min_clients = int(min_clients)
         self.timeout = float(round_timeout)
         self.n_rounds = 0
@@ -117,6 +117,23 @@ class FlowerEngine:
     def n_clients_total(self) -> int:
         return len(self.alive)
 
+    def _send_and_receive(self, msgs) -> list:
+        """``Grid.send_and_receive`` with a fast poll: Flower's own sleeps 3 s between
+        pulls, which quantises every EM round to multiples of 3 s; this one pulls every
+        ``poll`` seconds (doubling up to 0.5 s) until every reply is in or
+        ``round_timeout`` has passed."""
+        pending = set(self.grid.push_messages(msgs))
+        end, poll, out = time.monotonic() + self.timeout, self.poll, []
+        while pending:
+            got = list(self.grid.pull_messages(pending))
+            out.extend(got)
+            pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            if not pending or time.monotonic() >= end:
+                break
+            time.sleep(poll)
+            poll = min(0.5, 2 * poll)
+        return out
+
     def gather(self, obj) -> list:
         return [obj]
 
@@ -135,8 +152,7 @@ class FlowerEngine:
         msgs = [Message(content=content(), dst_node_id=n, message_type=MESSAGE_TYPE,
                         group_id=str(self.n_rounds)) for n in self.alive]
         t0 = time.perf_counter()
-        replies = {m.metadata.src_node_id: m
-                   for m in self.grid.send_and_receive(msgs, timeout=self.timeout)}
+        replies = {m.metadata.src_node_id: m for m in self._send_and_receive(msgs)}
         self.latencies.append(time.perf_counter() - t0)
         dropped, got = [], []
         for n in list(self.alive):
@@ -174,9 +190,13 @@ def _server_main(grid: Grid, context: Context) -> None:
 
     import probest
     from probest.mixture import FederatedGaussianMixture
+    from probest.mixture.flower import ARRAY_PARAMS
 
     cfg = dict(context.run_config)
     params = json.loads(str(cfg["estimator"]))
+    for k in ARRAY_PARAMS:  # warm starts arrive as nested lists (exact float64 reprs)
+        if params.get(k) is not None:
+            params[k] = np.asarray(params[k], dtype=np.float64)
     est = FederatedGaussianMixture(**params)
     engine = FlowerEngine(grid, min_clients=int(cfg["min-clients"]),
                           round_timeout=float(est.round_timeout))
@@ -219,7 +239,9 @@ def _client_query(msg: Message, context: Context) -> Message:
     task = str(msg.content.config_records["task"]["task"])
     drop = context.node_config.get("drop-at-round")
     if drop is not None and int(msg.metadata.group_id) >= int(drop):
-        os._exit(3)  # testing: this node dies in the middle of the fit
+        # testing: the whole node dies in the middle of the fit (its SuperNode first)
+        os.kill(os.getppid(), 9)
+        os._exit(3)
     c = _load_client(context)
     rep = run_task(task, decode(msg.content, "payload"), c)
     context.state.array_records["probest-state"] = ArrayRecord(

@@ -97,8 +97,10 @@ def _init_stats(p, c):
 
 
 def _set_weights(p, c):
-    """Warm start: the previous fit's personal weights (in-process engines only)."""
-    table = p["_weights"]
+    """Every client's starting weights: ``default`` (on the wire, e.g. ``weights_init``), or
+    a previous fit's personal weights from the in-process table ``_weights`` (which never
+    travels: a warm start is in-process only)."""
+    table = p.get("_weights", {})
     w = table.get(c.id, p["default"])
     c.state[f"lw{int(p['slot'])}"] = torch.log(_t(c, w))
     return {}

@@ -75,9 +75,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _estimator_params(est) -> dict:
-    params = {k: v for k, v in est.get_params().items()
-              if k not in ("engine",) and not hasattr(v, "__array__")}
+#: array-valued parameters: they travel in the run config as nested lists (JSON writes a
+#: float64 with the shortest repr that reads back to the same double, so they arrive exactly)
+ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
+
+
+def _estimator_params(params: dict) -> dict:
+    """The estimator's parameters as JSON-able values for the run config."""
+    params = {k: v for k, v in params.items() if k != "engine"}
+    for k in ARRAY_PARAMS:
+        if params.get(k) is not None:
+            params[k] = np.asarray(params[k], dtype=np.float64).tolist()
+    other = [k for k, v in params.items() if hasattr(v, "__array__")]
+    if other:
+        raise ValueError(f"{other} cannot travel to a Flower ServerApp (array-valued).")
     params["device"] = "cpu"
     return params
 
@@ -85,14 +96,9 @@ def _estimator_params(est) -> dict:
 def write_app(est, app_dir, out, min_clients: int) -> Path:
     """Write the Flower App (``pyproject.toml``) that fits ``est`` (a
     :class:`FederatedGaussianMixture` or the dict of its parameters) and saves it to ``out``."""
-    params = dict(est) if isinstance(est, dict) else _estimator_params(est)
+    params = _estimator_params(dict(est) if isinstance(est, dict) else est.get_params())
     app = Path(app_dir)
     app.mkdir(parents=True, exist_ok=True)
-    for k in ("weights_init", "means_init", "precisions_init"):
-        if params.get(k) is not None or getattr(est, k, None) is not None:
-            raise ValueError(f"{k} is not supported with engine='flower'.")
-    params.pop("engine", None)
-    params["device"] = "cpu"
     text = _PYPROJECT.format(estimator=json.dumps(json.dumps(params)),
                              min_clients=int(min_clients), out=json.dumps(str(out)))
     (app / "pyproject.toml").write_text(text)

@@ -22,11 +22,34 @@ def _save_tensors(path, tensors):
 @pytest.mark.parametrize("params", [
     {"__class__": 1}, {"fit": 1}, {"alpha": {"__repr__": "Evil()"}}, {"alpha": {"a": 1}},
     {"alpha": [[1]]}, {"no_such_param": 3}, [], "alpha",
+    {"alpha": {"__ndarray__": [1.0], "dtype": "object"}},
+    {"alpha": {"__ndarray__": [1.0, "os.system"], "dtype": "float64"}},
+    {"alpha": {"__ndarray__": [[1.0], [1.0, 2.0]], "dtype": "float64"}},
+    {"alpha": {"__ndarray__": [{"__repr__": "x"}], "dtype": "float64"}},
+    {"alpha": {"__ndarray__": [1.0], "dtype": "float64", "extra": 1}},
 ])
 def test_bad_params_are_refused(glm_dir, tmp_path, tools, params):
     path = tools.copy_model(glm_dir, tmp_path / "m")
     tools.edit_json(path, lambda d: d.__setitem__("params", params))
     tools.assert_refused(path)
+
+
+def test_array_parameters_round_trip_exactly(tmp_path):
+    """Array-valued parameters (initial values) are written as plain numbers with their dtype
+    and read back bit for bit, without running any code."""
+    import numpy as np
+
+    from probest.mixture import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    m0 = np.array([[0.1, -1.0 / 3.0], [1.0, np.pi]])
+    g = GaussianMixture(2, means_init=m0, weights_init=np.array([0.3, 0.7]), device="cpu",
+                        random_state=0).fit(X)
+    probest.save(g, tmp_path / "g")
+    h = probest.load(tmp_path / "g")
+    assert h.means_init.dtype == np.float64
+    np.testing.assert_array_equal(h.means_init, m0)
+    np.testing.assert_array_equal(h.predict_proba(X), g.predict_proba(X))
 
 
 def test_nan_constant_in_json_is_refused(glm_dir, tmp_path, tools):
