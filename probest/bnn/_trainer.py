@@ -104,7 +104,8 @@ class FeynmanKacTrainer:
         particles have seen every row once per epoch, and on small data the first minibatch
         collapses them onto a few prior draws; this pass targets the posterior itself.
         ``"auto"``: run it, and keep its particles only if their validation NLPD is not
-        worse than the open horizon's (without validation rows: keep them).  ``None``
+        worse than the open horizon's (without validation rows, or for ``"sgsmc"``, whose
+        last particles saw one minibatch: keep them).  ``None``
         (default): only for ``"sgsmc"``, whose per-step particles see one minibatch.
     final_mh_steps : int
         Metropolis moves per stage of the final SMC.
