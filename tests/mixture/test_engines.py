@@ -96,7 +96,7 @@ def test_flower_superlink_three_supernodes_warm_start_equals_local():
                             device="cpu").fit(np.concatenate(b.X))
         kw = dict(random_state=0, device="cpu", tol=0.0, max_iter=1, weights_init=g.weights_,
                   means_init=g.means_, precisions_init=g.precisions_)
-        f = FederatedGaussianMixture(3, engine="flower", round_timeout=120.0, **kw).fit(b.X)
+        f = FederatedGaussianMixture(3, engine="flower", round_timeout=60.0, **kw).fit(b.X)
         local = FederatedGaussianMixture(3, **kw).fit(b.X)
     print("flower rounds", f.flower_timing_)
     assert f.client_ids_ == [0, 1, 2] and f.dropped_clients_ == [] and f.n_iter_ == 1
