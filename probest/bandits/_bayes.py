@@ -7,7 +7,13 @@ import torch
 
 from probest._persist import Fitted
 from probest._validation import Interval, Options
-from probest.bandits._common import EXP3_CONSTRAINTS, ChoiceModel, fit_quietly
+from probest.bandits._common import (
+    EXP3_CONSTRAINTS,
+    NUTS_CONSTRAINTS,
+    ChoiceModel,
+    fit_doc,
+    fit_quietly,
+)
 from probest.bandits._replay import replay_exp3
 
 
@@ -134,11 +140,7 @@ class BayesianExp3(ChoiceModel):
         "mu_loc": (Interval(float, None, None),),
         "mu_scale": (Interval(float, 0.0, None, "neither"),),
         "tau_scale": (Interval(float, 0.0, None, "neither"),),
-        "num_warmup": (Interval(int, 1, None),),
-        "num_samples": (Interval(int, 2, None),),
-        "num_chains": (Interval(int, 1, None),),
-        "target_accept": (Interval(float, 0.0, 1.0, "neither"),),
-        "max_tree_depth": (Interval(int, 1, None),),
+        **NUTS_CONSTRAINTS,
     }
     _fitted_attributes = (
         "n_arms_", "subjects_", "n_subjects_", "n_trials_", "upsilon_", "learning_rate_mle_",
@@ -241,25 +243,9 @@ class BayesianExp3(ChoiceModel):
             draws["log_c"] = draws["mu"][..., None] + draws["tau"][..., None] * draws["z"]
         return draws, div
 
+    @fit_doc("Sample the posterior of every subject's learning rate.", "Exp3LearningRateMLE")
     def fit(self, actions, rewards=None, subject=None):
-        """Sample the posterior of every subject's learning rate.
-
-        Parameters
-        ----------
-        actions : array-like, list of arrays, dict or DataFrame
-            Choices in any form :class:`Exp3LearningRateMLE` accepts.
-        rewards : array-like or list, optional
-            Rewards in [0, 1].
-        subject : array-like, optional
-            Subject id per event for flat arrays.
-
-        Returns
-        -------
-        self
-        """
-        log = self._event_log(actions, rewards, subject, fitted=False)
-        with self._fit_context() as ctx:
-            self._record_log(log)
+        with self._fitting(actions, rewards, subject) as (log, ctx):
             self.upsilon_, log_c_mle = self._pilot(log, ctx.seed)
             self.learning_rate_mle_ = np.exp(log_c_mle)
             kw = dict(init=self._init(log_c_mle), num_warmup=int(self.num_warmup),

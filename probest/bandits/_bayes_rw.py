@@ -24,7 +24,7 @@ from scipy.special import expit
 from probest._persist import Fitted
 from probest._validation import Interval, Options
 from probest.bandits._collapsed import _Numpy, draw_cells, log_cell_mass, run_collapsed
-from probest.bandits._common import ChoiceModel, fit_quietly
+from probest.bandits._common import NUTS_CONSTRAINTS, ChoiceModel, fit_doc, fit_quietly
 from probest.bandits._replay import replay_rw
 from probest.bandits._rw import _BOX, RescorlaWagnerMLE, replay_rw_fitted
 
@@ -216,11 +216,7 @@ class BayesianRescorlaWagner(ChoiceModel):
         "mu_beta_scale": (Interval(float, 0.0, None, "neither"),),
         "tau_beta_scale": (Interval(float, 0.0, None, "neither"),),
         "n_grid": (Interval(int, 5, None),),
-        "num_warmup": (Interval(int, 1, None),),
-        "num_samples": (Interval(int, 2, None),),
-        "num_chains": (Interval(int, 1, None),),
-        "target_accept": (Interval(float, 0.0, 1.0, "neither"),),
-        "max_tree_depth": (Interval(int, 1, None),),
+        **NUTS_CONSTRAINTS,
     }
     _fitted_attributes = (
         "n_arms_", "subjects_", "n_subjects_", "n_trials_", "alpha_mle_", "beta_mle_",
@@ -250,25 +246,9 @@ class BayesianRescorlaWagner(ChoiceModel):
                           np.log(self.beta_mle_)], 1)
         return rw_grids(self._loglik(log), theta, int(self.n_grid))
 
+    @fit_doc("Sample the posterior of every subject's (alpha, beta).", "RescorlaWagnerMLE")
     def fit(self, actions, rewards=None, subject=None):
-        """Sample the posterior of every subject's (alpha, beta).
-
-        Parameters
-        ----------
-        actions : array-like, list of arrays, dict or DataFrame
-            Choices in any form :class:`RescorlaWagnerMLE` accepts.
-        rewards : array-like or list, optional
-            Rewards in [0, 1].
-        subject : array-like, optional
-            Subject id per event for flat arrays.
-
-        Returns
-        -------
-        self
-        """
-        log = self._event_log(actions, rewards, subject, fitted=False)
-        with self._fit_context() as ctx:
-            self._record_log(log)
+        with self._fitting(actions, rewards, subject) as (log, ctx):
             mle = RescorlaWagnerMLE(self.n_arms_, q0=self.q0, ci=None, random_state=ctx.seed,
                                     device=str(self.device_))
             fit_quietly(mle, *log.ragged())  # only the estimates are used

@@ -3,6 +3,7 @@ information criteria and the identifiability warning."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -80,6 +81,39 @@ EXP3_CONSTRAINTS = {
 }
 
 
+#: the NUTS settings both hierarchical estimators take (BayesianExp3, BayesianRescorlaWagner)
+NUTS_CONSTRAINTS = {
+    "num_warmup": (Interval(int, 1, None),),
+    "num_samples": (Interval(int, 2, None),),
+    "num_chains": (Interval(int, 1, None),),
+    "target_accept": (Interval(float, 0.0, 1.0, "neither"),),
+    "max_tree_depth": (Interval(int, 1, None),),
+}
+
+
+def fit_doc(summary: str, accepts: str):
+    """Decorator: the numpydoc docstring of a choice model's ``fit(actions, rewards=None,
+    subject=None)``, whose inputs are those of the estimator named by ``accepts``."""
+    def deco(fit):
+        fit.__doc__ = f"""{summary}
+
+        Parameters
+        ----------
+        actions : array-like, list of arrays, dict or DataFrame
+            Choices in any form :class:`{accepts}` accepts.
+        rewards : array-like or list, optional
+            Rewards in [0, 1].
+        subject : array-like, optional
+            Subject id per event for flat arrays.
+
+        Returns
+        -------
+        self
+        """
+        return fit
+    return deco
+
+
 class ChoiceModel(TorchEstimator):
     """Shared base of the bandits estimators (not public): subclasses implement
     ``_replay_fitted(log, index, record)`` -> ``(loglik (S,), logp (S, T, K) or None)``."""
@@ -99,6 +133,16 @@ class ChoiceModel(TorchEstimator):
                 raise ValueError(f"unknown action ids: the model was fitted with "
                                  f"{self.n_arms_} arms (ids 0..{self.n_arms_ - 1}).") from exc
             raise
+
+    @contextlib.contextmanager
+    def _fitting(self, actions, rewards, subject):
+        """``with self._fitting(actions, rewards, subject) as (log, ctx):`` — the events
+        validated into an :class:`EventLog`, the fit context open and the log's bookkeeping
+        recorded: how every choice model's ``fit`` starts."""
+        log = self._event_log(actions, rewards, subject, fitted=False)
+        with self._fit_context() as ctx:
+            self._record_log(log)
+            yield log, ctx
 
     def _record_log(self, log: EventLog) -> None:
         """The fitted bookkeeping every choice model keeps of its training log."""

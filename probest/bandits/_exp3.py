@@ -204,9 +204,7 @@ class Exp3LearningRateMLE(ChoiceModel):
         -------
         self
         """
-        log = self._event_log(actions, rewards, subject, fitted=False)
-        with self._fit_context() as ctx:
-            self._record_log(log)
+        with self._fitting(actions, rewards, subject) as (log, ctx):
             A, R, L = self._tensors(log)
             to_t = self._to_tensor
 

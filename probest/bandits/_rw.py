@@ -11,7 +11,12 @@ from scipy.stats import chi2, norm
 
 from probest._persist import Fitted
 from probest._validation import Interval, Options
-from probest.bandits._common import ChoiceModel, IdentifiabilityWarning, warn_diagnostics
+from probest.bandits._common import (
+    ChoiceModel,
+    IdentifiabilityWarning,
+    fit_doc,
+    warn_diagnostics,
+)
 from probest.bandits._replay import replay_rw
 
 #: search box in (logit alpha, log beta)
@@ -153,25 +158,9 @@ class RescorlaWagnerMLE(ChoiceModel):
         best, best_v = best[rows, k], best_v[rows, k]
         return best, best_v, grid_v, step
 
+    @fit_doc("Fit alpha and beta of every subject.", "Exp3LearningRateMLE")
     def fit(self, actions, rewards=None, subject=None):
-        """Fit alpha and beta of every subject.
-
-        Parameters
-        ----------
-        actions : array-like, list of arrays, dict or DataFrame
-            Choices in any form :class:`Exp3LearningRateMLE` accepts.
-        rewards : array-like or list, optional
-            Rewards in [0, 1].
-        subject : array-like, optional
-            Subject id per event for flat arrays.
-
-        Returns
-        -------
-        self
-        """
-        log = self._event_log(actions, rewards, subject, fitted=False)
-        with self._fit_context() as ctx:
-            self._record_log(log)
+        with self._fitting(actions, rewards, subject) as (log, ctx):
             A, R, L = self._tensors(log)
             to_t = self._to_tensor
 
