@@ -57,6 +57,7 @@ def main(rank: int, world: int, port: int, out: str) -> None:
     except ValueError as e:
         res["err"] = np.array(str(e))
     np.savez(os.path.join(out, f"fedgmm{rank}.npz"), **res)
+    dist.barrier()  # every rank is done before any tears gloo down (else a racy abort)
     dist.destroy_process_group()
 
 

@@ -30,6 +30,7 @@ def main(rank: int, world: int, port: int, out: str) -> None:
     np.savez(os.path.join(out, f"rank{rank}.npz"), means=f.means_, cov=f.covariances_,
              weights=f.weights_, gmeans=g.means_, gcw=g.client_weights_,
              ids=np.array([str(i) for i in g.client_ids_]))
+    dist.barrier()  # every rank is done before any tears gloo down (else a racy abort)
     dist.destroy_process_group()
 
 
