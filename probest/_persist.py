@@ -147,21 +147,23 @@ def class_name(cls: type) -> str:
 _ARRAY_DTYPES = ("float64", "float32", "int64", "int32", "bool")
 
 
+def encode_param(v: Any) -> Any:
+    """One constructor parameter as JSON: scalars and flat lists as they are, numeric arrays
+    as ``{"__ndarray__": nested list, "dtype"}`` (JSON writes each float64 with a repr that
+    reads back exactly; :func:`construct` decodes it without running any code), anything
+    else as ``{"__repr__": ...}``, which :func:`construct` refuses."""
+    if _is_json_scalar(v) and not (isinstance(v, float) and not math.isfinite(v)):
+        return v
+    if isinstance(v, (list, tuple)) and all(_is_json_scalar(x) for x in v):
+        return list(v)
+    if (isinstance(v, np.ndarray) and str(v.dtype) in _ARRAY_DTYPES
+            and (v.dtype.kind != "f" or bool(np.isfinite(v).all()))):
+        return {"__ndarray__": v.tolist(), "dtype": str(v.dtype)}
+    return {"__repr__": repr(v)}
+
+
 def params_json(est) -> dict[str, Any]:
-    out = {}
-    for k, v in est.get_params(deep=False).items():
-        if _is_json_scalar(v) and not (isinstance(v, float) and not math.isfinite(v)):
-            out[k] = v
-        elif isinstance(v, (list, tuple)) and all(_is_json_scalar(x) for x in v):
-            out[k] = list(v)
-        elif (isinstance(v, np.ndarray) and str(v.dtype) in _ARRAY_DTYPES
-              and (v.dtype.kind != "f" or bool(np.isfinite(v).all()))):
-            # plain numbers only (JSON writes each float64 with a repr that reads back
-            # exactly); decoded by _decode_param without running any code
-            out[k] = {"__ndarray__": v.tolist(), "dtype": str(v.dtype)}
-        else:
-            out[k] = {"__repr__": repr(v)}
-    return out
+    return {k: encode_param(v) for k, v in est.get_params(deep=False).items()}
 
 
 def _decode_param(k: str, v: Any) -> Any:

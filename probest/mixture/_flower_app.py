@@ -189,15 +189,13 @@ def _server_main(grid: Grid, context: Context) -> None:
     import json
 
     import probest
+    from probest._persist import class_name, construct
     from probest.mixture import FederatedGaussianMixture
-    from probest.mixture.flower import ARRAY_PARAMS
 
     cfg = dict(context.run_config)
-    params = json.loads(str(cfg["estimator"]))
-    for k in ARRAY_PARAMS:  # warm starts arrive as nested lists (exact float64 reprs)
-        if params.get(k) is not None:
-            params[k] = np.asarray(params[k], dtype=np.float64)
-    est = FederatedGaussianMixture(**params)
+    # the model files' checked constructor: known parameters, plain JSON values, arrays
+    # (given starting values) decoded as data
+    est = construct(class_name(FederatedGaussianMixture), json.loads(str(cfg["estimator"])))
     engine = FlowerEngine(grid, min_clients=int(cfg["min-clients"]),
                           round_timeout=float(est.round_timeout))
     t0 = time.perf_counter()

@@ -75,20 +75,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-#: array-valued parameters: they travel in the run config as nested lists (JSON writes a
-#: float64 with the shortest repr that reads back to the same double, so they arrive exactly)
-ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
-
-
 def _estimator_params(params: dict) -> dict:
-    """The estimator's parameters as JSON-able values for the run config."""
-    params = {k: v for k, v in params.items() if k != "engine"}
-    for k in ARRAY_PARAMS:
-        if params.get(k) is not None:
-            params[k] = np.asarray(params[k], dtype=np.float64).tolist()
-    other = [k for k, v in params.items() if hasattr(v, "__array__")]
-    if other:
-        raise ValueError(f"{other} cannot travel to a Flower ServerApp (array-valued).")
+    """The estimator's parameters for the run config, in the model files' encoding
+    (:func:`probest._persist.encode_param`: arrays such as ``means_init`` as exact numbers;
+    the ServerApp rebuilds the estimator with the same checked :func:`~probest._persist.construct`)."""
+    from probest._persist import encode_param
+
+    params = {k: encode_param(v) for k, v in params.items() if k != "engine"}
+    bad = [k for k, v in params.items() if isinstance(v, dict) and "__repr__" in v]
+    if bad:
+        raise ValueError(f"{bad} cannot travel to a Flower ServerApp (not JSON numbers).")
     params["device"] = "cpu"
     return params
 
@@ -96,7 +92,7 @@ def _estimator_params(params: dict) -> dict:
 def write_app(est, app_dir, out, min_clients: int) -> Path:
     """Write the Flower App (``pyproject.toml``) that fits ``est`` (a
     :class:`FederatedGaussianMixture` or the dict of its parameters) and saves it to ``out``."""
-    params = _estimator_params(dict(est) if isinstance(est, dict) else est.get_params())
+    params = _estimator_params(dict(est) if isinstance(est, dict) else est.get_params(deep=False))
     app = Path(app_dir)
     app.mkdir(parents=True, exist_ok=True)
     text = _PYPROJECT.format(estimator=json.dumps(json.dumps(params)),
