@@ -131,19 +131,26 @@ def adaptive_factor(phi: torch.Tensor, log_w: torch.Tensor, scale: float = 1.0,
     return (scale * 2.38 / math.sqrt(D)) * L.to(phi.dtype)
 
 
-def _next_temperature(log_w: torch.Tensor, ll: torch.Tensor, beta: float, floor: float) -> float:
+def _next_temperature(log_w: torch.Tensor, ll: torch.Tensor, beta: float, floor: float,
+                      rounds: int = 4, points: int = 64) -> float:
     """Largest ``b`` in ``(beta, 1]`` whose incremental weights ``(b - beta) ll`` keep the
-    ESS at least ``floor`` (bisection; the ESS falls as ``b`` grows)."""
+    ESS at least ``floor`` (the ESS falls as ``b`` grows).  Each of ``rounds`` refinements
+    scores ``points`` temperatures of the current bracket at once (one host sync each, not
+    one per bisection step), so the bracket shrinks ``points**rounds``-fold."""
     lw, ll = log_w.double(), ll.double()
-    if float(ess(lw + (1.0 - beta) * ll)) >= floor:
-        return 1.0
     lo, hi = beta, 1.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if float(ess(lw + (mid - beta) * ll)) >= floor:
-            lo = mid
-        else:
-            hi = mid
+    for _ in range(int(rounds)):
+        b = torch.linspace(lo, hi, points + 1, device=lw.device, dtype=lw.dtype)[1:]
+        x = lw + (b[:, None] - beta) * ll
+        x = x - torch.logsumexp(x, 1, keepdim=True)
+        ok = torch.exp(-torch.logsumexp(2.0 * x, 1)) >= floor
+        k = int(ok.to(torch.int64).cumprod(0).sum())  # leading temperatures that keep it
+        if k == points:
+            if hi == 1.0:
+                return 1.0
+            lo = float(b[-1])
+            break
+        lo, hi = (float(b[k - 1]) if k else lo), float(b[k])
     return max(lo, beta + 1e-9 * (1.0 - beta))
 
 
