@@ -111,9 +111,10 @@ class GMMProgram:
         centers = None
         if self.method != "random":
             if self.engine.n_clients_total() == 1:
-                rows = self._round("rows", {"seed": seed, "max_rows": self.init_rows}).each
-                centers = _kmeans_centers(next(iter(rows.values()))["rows"], self.K,
-                                          self.method, seed)
+                rows = next(iter(self._round("rows", {"seed": seed,
+                                                      "max_rows": self.init_rows}).each.values()))
+                centers = _kmeans_centers(rows["rows"], self.K, self.method, seed,
+                                          sample_weight=rows.get("weights"))
             else:
                 res = self._round("summary", {"seed": seed, "K": self.K,
                                               "max_rows": self.init_rows})
@@ -134,8 +135,10 @@ class GMMProgram:
     def warm_state(self):
         params, weights, table = self.warm
         self._ref()
-        if self.personalize:
-            self._round("set_weights", {"_weights": table, "default": weights, "slot": 0})
+        # every client holds its starting weights in slot 0, as after an initialisation
+        # (personal: its previous fit's row of the table; pooled: the shared weights)
+        self._round("set_weights", {"_weights": table if self.personalize else {},
+                                    "default": weights, "slot": 0})
         return {"params": params, "weights": weights, "slot": 0}
 
     def step(self, state):

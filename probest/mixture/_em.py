@@ -1,20 +1,20 @@
-"""The one EM driver behind GaussianMixture and FederatedGaussianMixture.
+"""Data and initialisation pieces of EM, shared by every mixture estimator.
 
-A *client* is a :class:`ChunkedData` (its rows, streamed in chunks).  Pooled EM is EM with
-one client; federated EM sums the clients' statistics (``aggregate`` adds the cross-process
-all-reduce for torch.distributed).  Personalised EM keeps one weight vector per client.
+A client's rows are a :class:`ChunkedData` (streamed in chunks when ``batch_size`` is set);
+the initialisation helpers (k-means centres, local summaries, nearest-centre or random
+statistics) run on them.  The EM loop itself is :func:`probest.mixture._driver.run_driver`
+(one client for ``GaussianMixture``, several for the federated estimators).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from probest.mixture._stats import GaussParams, SuffStats, e_step_stats, m_step, stats_from_resp
+from probest.mixture._stats import SuffStats, stats_from_resp
 
 #: rows of (n, K*d) work per chunk: small enough to stay in cache on CPU.
 _CPU_CHUNK_ELEMS = 2**19
@@ -141,24 +141,6 @@ def random_stats(data: ChunkedData, K: int, ref, cov_type, gen: torch.Generator)
     return total
 
 
-class LocalEngine:
-    """In-process aggregation: every client lives in this process."""
-
-    rank, world_size = 0, 1
-
-    def allreduce(self, t: torch.Tensor) -> torch.Tensor:
-        return t
-
-    def allreduce_stats(self, s: SuffStats) -> SuffStats:
-        return s
-
-    def gather(self, obj) -> list:
-        return [obj]
-
-    def broadcast(self, obj):
-        return obj
-
-
 def _data_sum(clients):
     tot, n = None, 0.0
     for cl in clients:
@@ -169,127 +151,7 @@ def _data_sum(clients):
     return tot, n
 
 
-def initial_params(clients, K, cov_type, reg_covar, method, seed, gen, init_rows=None,
-                   engine=None):
-    """Server-side initialisation from all clients; the server broadcasts the result.
-
-    Round 1: clients send their data sums (the shared centring point ``ref`` is the global
-    mean) and, for k-means style methods, a local k-means summary; the server picks the
-    centres.  Round 2: clients send the statistics of the nearest-centre assignment (or of
-    random responsibilities) and the server's M-step gives the initial parameters.  One
-    client in total is scikit-learn's initialisation on the raw rows.
-
-    Returns ``(params, weights, ref, local_stats)``.
-    """
-    engine = engine or LocalEngine()
-    tot, n = _data_sum(clients)
-    vec = engine.allreduce(torch.cat([tot, tot.new_tensor([n])]))
-    ref = vec[:-1] / vec[-1]
-    if method == "random":
-        local = [random_stats(cl, K, ref, cov_type, gen) for cl in clients]
-    else:
-        rng = np.random.default_rng(seed)
-        drawn = [_rows_weighted(cl, init_rows, rng) for cl in clients]
-        rows = [r for r, _ in drawn]
-        counts = engine.gather(len(clients))
-        if sum(counts) == 1:  # scikit-learn's initialisation (weighted by sample_weight)
-            centers = _kmeans_centers(rows[0], K, method, seed, sample_weight=drawn[0][1])
-        else:
-            offset = sum(counts[: engine.rank])
-            mine = [client_summary(X, K, seed + offset + c) for c, X in enumerate(rows)]
-            allsum = [s for part in engine.gather(mine) for s in part]
-            centers = (centers_from_summaries(allsum, K, method, seed)
-                       if engine.rank == 0 else None)
-            centers = engine.broadcast(centers)
-        c = torch.tensor(np.asarray(centers), device=ref.device, dtype=ref.dtype)
-        local = [hard_stats(cl, c, ref, cov_type) for cl in clients]
-    stats = engine.allreduce_stats(sum(local))
-    weights, params, _ = m_step(stats, ref, cov_type, reg_covar)
-    return params, weights, ref, local
-
-
-def _rows_weighted(client, max_rows, rng):
-    if hasattr(client, "sample_rows_weighted"):
-        return client.sample_rows_weighted(max_rows, rng)
-    return client.sample_rows(max_rows, rng), None
-
-
-# ----------------------------------------------------------------------------- driver
+# ------------------------------------------------------------------------------ weights
 def log_weights_from(nk: torch.Tensor) -> torch.Tensor:
     nk = nk + 10 * torch.finfo(nk.dtype).eps
     return torch.log(nk / nk.sum())
-
-
-def run_em(
-    clients: Sequence[ChunkedData],
-    params: GaussParams,
-    log_weights: list[torch.Tensor],
-    ref: torch.Tensor,
-    *,
-    reg_covar: float,
-    max_iter: int,
-    tol: float,
-    personalize: bool,
-    aggregate: Callable[[SuffStats], SuffStats] = lambda s: s,
-    progress=None,
-    log_extra: Callable[[int], dict] | None = None,
-    start_bound: float = -math.inf,
-) -> dict:
-    """EM iterations from ``params``; returns the final state and bookkeeping.
-
-    ``log_weights`` holds one ``(K,)`` tensor per client (the same tensor for all when
-    ``personalize`` is False).  The lower bound is the mean log-likelihood of the parameters
-    *before* the last M-step, as scikit-learn reports it.  ``start_bound`` is the bound the
-    first iteration is compared with: ``-inf`` for a fresh start, the previous fit's
-    ``lower_bound_`` for a warm start (:func:`warm_start_bound`), so that repeated
-    ``warm_start`` fits with a small ``max_iter`` detect convergence as one long fit would.
-    """
-    cov_type = params.covariance_type
-    lower_bound, converged, n_iter = float(start_bound), False, 0
-    bounds = []
-    warned = False
-    weights = torch.exp(log_weights[0])
-    for n_iter in range(1, max_iter + 1):
-        prev = lower_bound
-        local = [e_step_stats(cl, lw, params, ref) for cl, lw in zip(clients, log_weights,
-                                                                    strict=True)]
-        total = aggregate(sum(local))
-        weights, params, empty = m_step(total, ref, cov_type, reg_covar, previous=params)
-        if bool(empty.any()) and not warned:
-            warnings.warn(
-                f"Components {torch.nonzero(empty).flatten().tolist()} received no "
-                "responsibility mass; they keep their previous mean/covariance with weight "
-                "~0. Use fewer components or a different initialisation.",
-                UserWarning, stacklevel=3,
-            )
-            warned = True
-        if personalize:
-            log_weights = [log_weights_from(s.nk) for s in local]
-        else:
-            lw = torch.log(weights)
-            log_weights = [lw] * len(clients)
-        lower_bound = float(total.loglik / total.n)
-        bounds.append(lower_bound)
-        if progress is not None:
-            extra = log_extra(n_iter) if log_extra is not None else {}
-            progress.log(objective=lower_bound, **extra)
-        if abs(lower_bound - prev) < tol:
-            converged = True
-            break
-    return {
-        "params": params,
-        "weights": weights,
-        "log_weights": log_weights,
-        "lower_bound": lower_bound,
-        "lower_bounds": bounds,
-        "n_iter": n_iter,
-        "converged": converged,
-    }
-
-
-def warm_start_bound(est, warm: bool) -> float:
-    """The bound a (warm-started) fit continues from: the previous ``lower_bound_`` when
-    ``warm`` and one exists, else ``-inf`` (scikit-learn's rule)."""
-    if warm and hasattr(est, "lower_bound_"):
-        return float(est.lower_bound_)
-    return -math.inf

@@ -26,8 +26,10 @@ from probest._validation import (
 )
 from probest.base import EstimatorSpec, TorchEstimator
 from probest.mixture import _base, _xp
-from probest.mixture._em import ChunkedData, _data_sum, initial_params, run_em, warm_start_bound
+from probest.mixture._driver import GMMProgram, run_driver
+from probest.mixture._engines import LocalEngine
 from probest.mixture._stats import COVARIANCE_TYPES, n_parameters
+from probest.mixture._tasks import Client
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -271,52 +273,31 @@ class GaussianMixture(DensityMixin, TorchEstimator):
                 f"Expected n_samples >= n_components but got n_components = "
                 f"{self.n_components}, n_samples = {n}; reduce n_components or add data."
             )
-        K, ct = self.n_components, self.covariance_type
         warm = bool(self.warm_start) and hasattr(self, "converged_")
-        start_bound = warm_start_bound(self, warm)
-        n_init = 1 if warm else self.n_init
-        width = K * d if ct == "full" else K
+        K, ct = self.n_components, self.covariance_type
         self.__dict__.pop("_stream_", None)
         with self._fit_context() as ctx:
             self._resolve(X, device)
             check_scale(X, owner=type(self).__name__, dtype=self.dtype_)
-            given = _base.user_params(self, d, self.device_, self.dtype_)
-            kw = dict(device=self.device_, dtype=self.dtype_, batch_size=self.batch_size,
-                      width=width)
-            nan = np.isnan(X)
-            if nan.any():  # missing="marginalize" (validate_data rejects NaN otherwise)
-                from probest.mixture._missing import MissingData, mean_filled
-
-                data = ChunkedData(mean_filled(X), w, **kw)  # initialisation only
-                client = MissingData(X, w, **kw)
-            else:
-                data = client = ChunkedData(X, w, **kw)
-            init_rows = None if self.batch_size is None else max(self.batch_size, 10_000)
-            best = None
-            with self._progress(n_init * max(self.max_iter, 1), "EM") as prog:
-                for init in range(n_init):
-                    if warm:
-                        params = _base.params_from_numpy(self)
-                        weights = torch.as_tensor(_base.host(self.weights_),
-                                                  device=self.device_, dtype=self.dtype_)
-                        tot, cnt = _data_sum([data])
-                        ref = tot / cnt
-                    else:
-                        params, weights, ref, _ = initial_params(
-                            [data], K, ct, self.reg_covar, self.init_params,
-                            self._init_seed(ctx) + init, ctx.generator, init_rows)
-                        params, weights = _base.apply_user_params(params, weights, given)
-                    res = run_em(
-                        [client], params, [torch.log(weights)], ref,
-                        reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
-                        personalize=False, progress=prog, start_bound=start_bound,
-                        log_extra=lambda _it, init=init: {"init": init},
-                    )
-                    if best is None or res["lower_bound"] > best["lower_bound"]:
-                        best = res
-                        if self.max_iter == 0:
-                            best["weights"] = weights
-            _base.params_to_numpy(self, best["params"], best["weights"])
+            # the one-client case of federated EM: the same driver, program and tasks
+            engine = LocalEngine([Client(0, X, sample_weight=w, device=self.device_,
+                                         dtype=self.dtype_, batch_size=self.batch_size,
+                                         width=K * d if ct == "full" else K)])
+            program = GMMProgram(
+                engine, n_components=K, covariance_type=ct, reg_covar=self.reg_covar,
+                init_params=self.init_params, personalize=False, seed=self._init_seed(ctx),
+                given=_base.user_params(self, d, self.device_, self.dtype_),
+                init_rows=None if self.batch_size is None else max(self.batch_size, 10_000),
+                generator=ctx.generator,
+                warm=(_base.params_from_numpy(self), self._tensor(self.weights_), {})
+                if warm else None)
+            with self._progress((1 if warm else self.n_init) * max(self.max_iter, 1),
+                                "EM") as prog:
+                best = run_driver(program, n_init=self.n_init, max_iter=self.max_iter,
+                                  tol=self.tol, warm=warm,
+                                  previous_lower_bound=getattr(self, "lower_bound_", -np.inf),
+                                  progress=prog)
+            _base.params_to_numpy(self, best["state"]["params"], best["state"]["weights"])
         self.converged_ = bool(best["converged"])
         self.n_iter_ = int(best["n_iter"])
         self.lower_bound_ = float(best["lower_bound"])

@@ -19,8 +19,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from probest._validation import check_sample_weight, check_scale
 from probest.mixture import _base, _xp
-from probest.mixture._em import ChunkedData, initial_params
+from probest.mixture._driver import GMMProgram
+from probest.mixture._engines import LocalEngine
 from probest.mixture._stats import SuffStats, e_step_stats, m_step
+from probest.mixture._tasks import Client
 
 
 def _scaled(st: SuffStats, c) -> SuffStats:
@@ -45,12 +47,16 @@ def partial_fit_step(est, X, sample_weight=None):
             est._resolve(X, device)
             check_scale(X, owner=type(est).__name__, dtype=est.dtype_)
             data = _client(est, X, w, width)
-            params, weights, ref, _ = initial_params(
-                [data.init], K, ct, est.reg_covar, est.init_params, est._init_seed(ctx), ctx.generator,
-                None if est.batch_size is None else max(est.batch_size, 10_000))
-            given = _base.user_params(est, d, est.device_, est.dtype_)
-            params, weights = _base.apply_user_params(params, weights, given)
-        est._stream_ = {"ref": ref, "stats": None}
+            # the first chunk starts as a batch fit does (GMMProgram, one client)
+            program = GMMProgram(
+                LocalEngine([data]), n_components=K, covariance_type=ct,
+                reg_covar=est.reg_covar, init_params=est.init_params, personalize=False,
+                seed=est._init_seed(ctx), given=_base.user_params(est, d, est.device_, est.dtype_),
+                init_rows=None if est.batch_size is None else max(est.batch_size, 10_000),
+                generator=ctx.generator)
+            start = program.initialize(0)
+            params, weights = start["params"], start["weights"]
+        est._stream_ = {"ref": program.ref, "stats": None}
         est.n_steps_ = 0
         est.lower_bounds_ = []
     else:
@@ -60,7 +66,7 @@ def partial_fit_step(est, X, sample_weight=None):
                                   dtype=est.dtype_)
         data = _client(est, X, w, width)
     state = est._stream_
-    chunk = e_step_stats(data.em, torch.log(weights), params, state["ref"])
+    chunk = e_step_stats(data.em_data, torch.log(weights), params, state["ref"])
     chunk = _scaled(chunk, 1.0 / chunk.n)
     est.n_steps_ += 1
     t = est.n_steps_
@@ -83,19 +89,6 @@ def partial_fit_step(est, X, sample_weight=None):
     return est
 
 
-class _Pair:
-    def __init__(self, init, em):
-        self.init, self.em = init, em
-
-
-def _client(est, X, w, width) -> _Pair:
-    import numpy as np
-
-    kw = dict(device=est.device_, dtype=est.dtype_, batch_size=est.batch_size, width=width)
-    nan = np.isnan(X)
-    if not nan.any():
-        data = ChunkedData(X, w, **kw)
-        return _Pair(data, data)
-    from probest.mixture._missing import MissingData, mean_filled
-
-    return _Pair(ChunkedData(mean_filled(X), w, **kw), MissingData(X, w, **kw))
+def _client(est, X, w, width) -> Client:
+    return Client(0, X, sample_weight=w, device=est.device_, dtype=est.dtype_,
+                  batch_size=est.batch_size, width=width)

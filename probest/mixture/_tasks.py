@@ -27,7 +27,13 @@ from probest.mixture._stats import GaussParams, e_step_stats, log_gaussian_prob,
 
 
 class Client:
-    """One client's rows (host arrays), their device copy and its private state."""
+    """One client's rows (host arrays), their device copy and its private state.
+
+    ``data`` is what initialisation reads and ``em_data`` what the E-step reads: the same
+    rows, except that with missing entries (NaN, ``GaussianMixture(missing="marginalize")``)
+    initialisation sees the column-mean-filled rows and the E-step marginalises the
+    missing coordinates.
+    """
 
     def __init__(self, cid, X, y=None, sample_weight=None, *, index=0, device="cpu",
                  dtype=torch.float64, batch_size=None, width=1):
@@ -35,8 +41,14 @@ class Client:
         self.X, self.y, self.sample_weight = X, y, sample_weight
         self.device, self.dtype = device, dtype
         self.batch_size, self.width = batch_size, width
-        self.data = ChunkedData(X, sample_weight, device=device, dtype=dtype,
-                                batch_size=batch_size, width=width)
+        kw = dict(device=device, dtype=dtype, batch_size=batch_size, width=width)
+        if isinstance(X, np.ndarray) and X.dtype.kind == "f" and np.isnan(X).any():
+            from probest.mixture._missing import MissingData, mean_filled
+
+            self.data = ChunkedData(mean_filled(X), sample_weight, **kw)
+            self.em_data = MissingData(X, sample_weight, **kw)
+        else:
+            self.data = self.em_data = ChunkedData(X, sample_weight, **kw)
         self.state: dict = {}
 
     @property
@@ -69,7 +81,8 @@ def _data_sum_task(p, c):
 def _rows(p, c):
     rng = np.random.default_rng(int(p["seed"]))
     mr = p.get("max_rows")
-    return {"each": {"rows": c.data.sample_rows(None if mr is None else int(mr), rng)}}
+    rows, w = c.data.sample_rows_weighted(None if mr is None else int(mr), rng)
+    return {"each": {"rows": rows} if w is None else {"rows": rows, "weights": w}}
 
 
 def _summary(p, c):
@@ -115,7 +128,7 @@ def _estep(p, c):
     params = _params(p, ref)
     slot = f"lw{int(p['slot'])}"
     lw = c.state[slot] if bool(p["personal"]) else _t(c, p["log_weights"])
-    st = e_step_stats(c.data, lw, params, ref)
+    st = e_step_stats(c.em_data, lw, params, ref)
     if bool(p["personal"]):
         c.state[slot] = log_weights_from(st.nk)
     return {"sum": {"stats": st}}
@@ -141,7 +154,7 @@ def _phi(p, c):
     else:
         Z = X
     c.Z = Z
-    c.data = ChunkedData(Z, device=c.device, dtype=c.dtype, width=1)
+    c.data = c.em_data = ChunkedData(Z, device=c.device, dtype=c.dtype, width=1)
     c.Xt = torch.as_tensor(X, device=c.device, dtype=c.dtype)
     c.yt = torch.as_tensor(np.asarray(c.y), device=c.device, dtype=torch.long)
     return {"each": {"Z": Z} if p.get("return_z") else None}

@@ -59,6 +59,24 @@ def test_single_client_is_pooled_em(fed):
     np.testing.assert_allclose(b.client_weights_[0], a.weights_, atol=1e-12)
 
 
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_gaussian_mixture_is_the_one_client_federated_driver(fed, init):
+    """One driver: GaussianMixture runs the federated program on one client, so the two
+    estimators agree bit for bit, from every initialisation, best-of-n_init and warm start."""
+    X = np.concatenate(fed.X)
+    kw = dict(init_params=init, n_init=2, max_iter=4, random_state=5, device="cpu")
+    a = GaussianMixture(3, warm_start=True, **kw)
+    b = FederatedGaussianMixture(3, personalize=False, warm_start=True, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(2):  # the second fit continues the first (warm start)
+            a.fit(X)
+            b.fit([X])
+            for attr in ATTRS:
+                np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr))
+            assert a.lower_bounds_ == b.lower_bounds_ and a.n_iter_ == b.n_iter_
+
+
 def test_recovery_of_known_parameters():
     """Acceptance 3: 3 components, d=4, 10 clients; means/covariances within 0.05 after
     matching, per-client weight error <= 0.03.  With n=5000 per client the sampling sd of a
