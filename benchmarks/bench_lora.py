@@ -54,58 +54,82 @@ def _estimator(method, seed, args):
 
 
 def run(args) -> dict:
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    if args.jobs > 1 and len(seeds) > 1:  # one process per seed, each on one thread
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(args.jobs, len(seeds))) as pool:
+            parts = pool.starmap(_run_seed, [(args, s) for s in seeds])
+    else:
+        parts = []
+        for s in seeds:
+            parts.append(_run_seed(args, s, parts))
+    return {"args": vars(args), "seeds": parts}
+
+
+def _run_seed(args, seed, done=()) -> dict:
+    from probest.lora import shared_frozen_states
+
+    torch.set_num_threads(1)
+    out = args.out if args.jobs <= 1 else (args.out and f"{args.out}.seed{seed}")
+    with shared_frozen_states() as cache:  # the frozen layers once per text for all methods
+        per = _seed_methods(args, seed, out, list(done))
+    print(f"seed {seed}: frozen states {len(cache)} texts ({cache.nbytes / 2**20:.0f} MiB), "
+          f"{cache.hits} reuses", flush=True)
+    return per
+
+
+def _seed_methods(args, seed, out, done) -> dict:
+    """Every method on one seed's split; partial results to ``out`` after each."""
     import warnings
 
     from probest.datasets import load_rotten_tomatoes
 
-    results = {"args": vars(args), "seeds": []}
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        X, y, ood = load_rotten_tomatoes(n=args.n_train + args.n_test, random_state=seed,
-                                         return_ood=True)
-        rng = np.random.default_rng(seed)
-        ood = [ood[i] for i in rng.choice(len(ood), args.n_ood, replace=False)]
-        Xtr, ytr, Xte, yte = X[:args.n_train], y[:args.n_train], X[args.n_train:], y[args.n_train:]
-        per = {}
-        fitted = {}
-        for method in METHODS:
-            if method == "map+ts":
-                est = fitted["map"]
-            elif method == "tfb":  # TFB(MAP): the fitted MAP adapter, Bayesianized
-                t0 = time.perf_counter()
-                anchors = [Xtr[i] for i in rng.choice(len(Xtr), 256, replace=False)]
-                est = fitted["map"].to_tfb(anchors, criterion="flip", tol=0.04)
-                fit_s = time.perf_counter() - t0  # the search only (MAP fit not counted)
-                fitted[method] = est
-            else:
-                t0 = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # truncation notes
-                    est = _estimator(method, seed, args).fit(Xtr, ytr)
-                fit_s = time.perf_counter() - t0
-                fitted[method] = est
-            temp = est.temperature_
-            if method != "map+ts":
-                est.temperature_ = 1.0  # every row but "map+ts" is uncalibrated
-            yi = np.searchsorted(est.classes_, yte)
+    X, y, ood = load_rotten_tomatoes(n=args.n_train + args.n_test, random_state=seed,
+                                     return_ood=True)
+    rng = np.random.default_rng(seed)
+    ood = [ood[i] for i in rng.choice(len(ood), args.n_ood, replace=False)]
+    Xtr, ytr, Xte, yte = X[:args.n_train], y[:args.n_train], X[args.n_train:], y[args.n_train:]
+    per = {}
+    fitted = {}
+    for method in METHODS:
+        if method == "map+ts":
+            est = fitted["map"]
+        elif method == "tfb":  # TFB(MAP): the fitted MAP adapter, Bayesianized
+            t0 = time.perf_counter()
+            anchors = [Xtr[i] for i in rng.choice(len(Xtr), 256, replace=False)]
+            est = fitted["map"].to_tfb(anchors, criterion="flip", tol=0.04)
+            fit_s = time.perf_counter() - t0  # the search only (MAP fit not counted)
+            fitted[method] = est
+        else:
+            t0 = time.perf_counter()
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                p, p_ood = est.predict_proba(Xte), est.predict_proba(ood)
-            est.temperature_ = temp
-            row = _metrics(p, yi, p_ood)
-            row.update(step_s=float(est.time_per_step_), fit_s=float(fit_s),
-                       sigma=float(est.sigma_), temperature=float(temp))
-            if method == "tfb":  # re-check: the returned sigma meets the tolerance
-                row["tfb_recheck_flip"] = _recheck(est, Xtr, seed)
-                row["tfb_recheck_flip_anchors"] = _recheck(est, anchors, seed, fresh=False)
-                row["tfb_forward_passes"] = len(est.tfb_search_) * args.n_samples + 1
-            per[method] = {"row": row, "p": p.tolist(), "y": yi.tolist(), "p_ood": p_ood.tolist()}
-            print(f"seed {seed} {method:9s} " + " ".join(
-                f"{k}={v:.4g}" for k, v in row.items() if k != "method"), flush=True)
-            if args.out:  # partial results after every method
-                with open(args.out, "w") as fh:
-                    json.dump({"args": vars(args), "seeds": [*results["seeds"], per]}, fh)
-        results["seeds"].append(per)
-    return results
+                warnings.simplefilter("ignore", UserWarning)  # truncation notes
+                est = _estimator(method, seed, args).fit(Xtr, ytr)
+            fit_s = time.perf_counter() - t0
+            fitted[method] = est
+        temp = est.temperature_
+        if method != "map+ts":
+            est.temperature_ = 1.0  # every row but "map+ts" is uncalibrated
+        yi = np.searchsorted(est.classes_, yte)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            p, p_ood = est.predict_proba(Xte), est.predict_proba(ood)
+        est.temperature_ = temp
+        row = _metrics(p, yi, p_ood)
+        row.update(step_s=float(est.time_per_step_), fit_s=float(fit_s),
+                   sigma=float(est.sigma_), temperature=float(temp))
+        if method == "tfb":  # re-check: the returned sigma meets the tolerance
+            row["tfb_recheck_flip"] = _recheck(est, Xtr, seed)
+            row["tfb_recheck_flip_anchors"] = _recheck(est, anchors, seed, fresh=False)
+            row["tfb_forward_passes"] = len(est.tfb_search_) * args.n_samples + 1
+        per[method] = {"row": row, "p": p.tolist(), "y": yi.tolist(), "p_ood": p_ood.tolist()}
+        print(f"seed {seed} {method:9s} " + " ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k != "method"), flush=True)
+        if out:  # partial results after every method
+            with open(out, "w") as fh:
+                json.dump({"args": vars(args), "seeds": [*done, per]}, fh)
+    return per
 
 
 def _recheck(est, Xtr, seed, fresh=True) -> float:
@@ -231,6 +255,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--n-samples", type=int, default=8)
     ap.add_argument("--n-members", type=int, default=3)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="seeds run in parallel processes (one torch thread each)")
     ap.add_argument("--out", default=None, help="write the raw results (JSON)")
     ap.add_argument("--plot", default=None, help="write a reliability diagram (PNG)")
     args = ap.parse_args(argv)

@@ -373,7 +373,6 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
         s_count = self._draws(n_samples) if sigma is None else (
             1 if sigma == 0.0 else max(1, self.n_samples))
         noisy = self.method in ("blob", "tfb") and s_count > 1 or (sigma or 0.0) > 0
-        out = []
         with seeded(self.seed_ + 1, self.device_) as gen:
             st = net.noise_state
             if st is not None:
@@ -382,25 +381,24 @@ class BayesianLoRAClassifier(ClassifierMixin, TorchEstimator):
             _engine.lora_dropout_train(net, self.method == "mcdropout" and s_count > 1)
             try:
                 bs = max(self.batch_size, 64)
-                for member in self.members_:
-                    net.set_member(member)
-                    per_member = []
-                    for i in range(0, len(inp), bs):
-                        idx = list(range(i, min(i + bs, len(inp))))
-                        sub = inp.subset(idx)
-                        if sub.states is None and net.first_adapted is not None:
-                            sub = _engine.encode(net, sub.seqs, pad_id, self.device_, bs)
-                        per_member.append(torch.stack([
+                out = [[] for _ in self.members_]
+                for i in range(0, len(inp), bs):
+                    sub = inp.subset(range(i, min(i + bs, len(inp))))
+                    if sub.states is None and net.first_adapted is not None:
+                        # the frozen layers once per batch, shared by the members
+                        sub = _engine.encode(net, sub.seqs, pad_id, self.device_, bs)
+                    for m, member in enumerate(self.members_):
+                        net.set_member(member)
+                        out[m].append(torch.stack([
                             _engine.batch_logits(net, sub, range(len(sub)), pad_id, self.device_)
                             for _ in range(s_count)]))
-                    out.append(torch.cat(per_member, dim=1))
             finally:
                 if st is not None:
                     st.active, st.generator = False, None
                     st.sigma = getattr(self, "sigma_", 0.0)
                 _engine.lora_dropout_train(net, False)
                 net.set_member(self.members_[0])
-        return torch.cat(out, dim=0)
+        return torch.cat([torch.cat(o, dim=1) for o in out], dim=0)
 
     def _inputs(self, X):
         check_is_fitted(self, "adapter_")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from probest._optional import import_optional
-from probest.lora import _backbone, _noise
+from probest.lora import _backbone, _cache, _noise
 
 
 class Inputs:
@@ -39,6 +39,10 @@ def build_net(base: nn.Module, est, members: list[str], n_classes: int,
     layers = est.layers_to_transform
     if isinstance(layers, (list, tuple)):
         layers = [int(i) for i in layers]
+    k = _backbone.first_adapted_layer(base, layers) if est.cache_frozen_layers else None
+    # the frozen model's identity for shared_frozen_states (hashed before peft wraps it,
+    # ~0.1 s for MiniLM), so a state is reused only for the weights that produced it
+    fp = _cache.fingerprint(base, k, next(base.parameters()).dtype) if k is not None else None
     cfg = peft.LoraConfig(r=int(est.r), lora_alpha=est.lora_alpha,
                           target_modules=list(est.target_modules), layers_to_transform=layers,
                           lora_dropout=float(est.lora_dropout), bias="none")
@@ -55,8 +59,8 @@ def build_net(base: nn.Module, est, members: list[str], n_classes: int,
         nn.init.normal_(head.weight, std=0.02, generator=generator)
         nn.init.zeros_(head.bias)
         heads[name] = head
-    k = _backbone.first_adapted_layer(base, layers) if est.cache_frozen_layers else None
     net = _backbone.TextNet(body, base, heads, k)
+    net.fingerprint = fp
     net.noise_state, net.noise = None, nn.ModuleDict()
     if est.method in ("blob", "tfb"):
         kind = "blob" if est.method == "blob" else "tfb"
@@ -94,15 +98,40 @@ def lora_dropout_train(net: nn.Module, on: bool) -> None:
 
 @torch.no_grad()
 def encode(net, seqs: list[torch.Tensor], pad_id: int, device, batch_size: int) -> Inputs:
-    """Tokenised texts plus, with caching, the frozen lower layers' output per example."""
+    """Tokenised texts plus, with caching, the frozen lower layers' output per example
+    (looked up in, and added to, the active :func:`~probest.lora.shared_frozen_states`)."""
     if net.first_adapted is None:
         return Inputs(seqs, None)
-    states = []
-    for i in range(0, len(seqs), batch_size):
-        chunk = seqs[i:i + batch_size]
-        ids, mask = _backbone.pad(chunk, pad_id, device)
+    store, fp = _cache.active(), getattr(net, "fingerprint", None)
+    keys = ([(*fp, str(s.dtype), s.cpu().numpy().tobytes()) for s in seqs]
+            if store is not None and fp is not None else None)
+    states: list[torch.Tensor | None] = [None] * len(seqs)
+    if keys is not None:
+        for i, key in enumerate(keys):
+            hit = store.get(key)
+            if hit is not None:
+                states[i] = hit.to(device)
+        store.hits += sum(s is not None for s in states)
+    todo = [i for i, s in enumerate(states) if s is None]
+    if keys is not None:  # each distinct text once
+        first = {}
+        for i in todo:
+            first.setdefault(keys[i], i)
+        todo = list(first.values())
+    for i in range(0, len(todo), batch_size):
+        rows = todo[i:i + batch_size]
+        ids, mask = _backbone.pad([seqs[r] for r in rows], pad_id, device)
         h = net.lower(ids, mask)
-        states.extend(h[j, :len(s)].clone() for j, s in enumerate(chunk))
+        for j, r in enumerate(rows):
+            states[r] = h[j, :len(seqs[r])].clone()
+            if keys is not None:
+                store.put(keys[r], states[r])
+    if keys is not None:
+        store.misses += len(todo)
+        for i, s in enumerate(states):
+            if s is None:
+                states[i] = store.get(keys[i])
+                store.hits += 1
     return Inputs(seqs, states)
 
 

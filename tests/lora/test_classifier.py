@@ -113,6 +113,34 @@ def test_frozen_layer_cache_is_exact():
     np.testing.assert_allclose(a.predict_proba(TEXTS), b.predict_proba(TEXTS), atol=1e-4)
 
 
+def test_shared_frozen_states_reuse_exact_states_of_the_same_model():
+    from probest.lora import shared_frozen_states
+
+    alone = {m: _clf(method=m, random_state=0).fit(TEXTS, LABELS).predict_proba(TEXTS[:5])
+             for m in ("map", "ensemble")}
+    with shared_frozen_states() as cache:
+        shared = {m: _clf(method=m, random_state=0).fit(TEXTS, LABELS).predict_proba(TEXTS[:5])
+                  for m in ("map", "ensemble")}
+        n_distinct = len(set(TEXTS))
+        assert len(cache) == n_distinct and cache.nbytes > 0
+        # map's fit computed every distinct text once; everything after that was a hit
+        assert cache.misses == n_distinct
+        assert cache.hits == 2 * 5 + len(TEXTS) + len(TEXTS) - n_distinct
+        other = _tiny_other()
+        _clf(backbone=other, method="map", random_state=0).fit(TEXTS, LABELS)
+        assert len(cache) == 2 * n_distinct  # another model's weights never hit
+    for m in alone:  # batch composition only: float32 rounding
+        np.testing.assert_allclose(shared[m], alone[m], atol=1e-5)
+    with pytest.raises(TypeError, match="FrozenStateCache"):
+        with shared_frozen_states({}):
+            pass
+
+
+def _tiny_other() -> str:
+    return str(make_tiny_backbone(pathlib.Path(tempfile.gettempdir()) / "probest-tiny-bert-s1",
+                                  seed=1))
+
+
 def test_temperature_scaling_and_sklearn_conventions():
     clf = _clf(method="map", calibrate="temperature", random_state=0)
     with pytest.raises(NotFittedError):
