@@ -18,6 +18,7 @@ log-likelihood and the PCA moments are all-reduced (SUM); weight tables stay on 
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -101,12 +102,18 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         Torch device ("auto" picks CUDA when present).
     dtype : {"float64", "float32"}, default="float64"
         Floating dtype of the fit.
-    engine : {"local", "torch.distributed"}, default="local"
+    engine : {"local", "torch.distributed", "flower"}, default="local"
         "local" (all clients in this process) or "torch.distributed": every rank of an
         initialised process group calls ``fit`` with its own clients; shared parameters are
         all-reduced (SUM) each round, so every rank ends with the same Gaussians and experts.
         ``client_weights_``/``client_ids_``/``client_n_samples_`` then hold this rank's
         clients only (personal tables never leave their rank); ``weights_`` is global.
+        "flower": a real Flower deployment on 127.0.0.1 (one SuperNode per client, labels
+        on the nodes, the experts' Newton rounds as Flower messages); ``phi`` must be None
+        or an int and the expert the default logistic one.  Across machines see
+        :mod:`probest.mixture.flower`.
+    round_timeout : float, default=60.0
+        Seconds a Flower round may take (a node that has not answered by then is dropped).
 
     Attributes
     ----------
@@ -173,7 +180,8 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         "max_iter": (Interval(int, 1, None),),
         "tol": (Interval(float, 0.0, None),),
         "init_params": (Options({"kmeans", "k-means++", "random", "random_from_data"}),),
-        "engine": (Options({"local", "torch.distributed"}),),
+        "engine": (Options({"local", "torch.distributed", "flower"}),),
+        "round_timeout": (Interval(float, 0, None, closed="neither"),),
     }
 
     _fitted_attributes = (
@@ -184,7 +192,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
     def __init__(self, n_input_components=3, n_experts=3, *, expert=None, phi=None,
                  covariance_type="full", reg_covar=1e-6, max_iter=30, tol=1e-4,
                  init_params="kmeans", random_state=None, verbose=0, device="auto",
-                 dtype="float64", engine="local"):
+                 dtype="float64", engine="local", round_timeout=60.0):
         self._store_params(locals())
 
     # ------------------------------------------------------------------ helpers
@@ -242,9 +250,12 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         check_classification_targets(yall)
         if len(parts) == 1:
             parts = [Xall]
+        if self.engine == "flower":  # a real Flower deployment on this machine
+            from probest.mixture import flower
+
+            return flower.fit_local_deployment(self, parts, ids, labels=ys)
         from probest.mixture._engines import make_engine
 
-        M1 = self.n_input_components
         with self._fit_context() as ctx:
             clients = [Client(c, p, v, index=i, device=self.device_, dtype=self.dtype_)
                        for i, (c, p, v) in enumerate(zip(ids, parts, ys, strict=True))]
@@ -253,23 +264,52 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
                 offset = sum(engine.gather(len(clients))[: engine.rank])
                 for cl in clients:
                     cl.index += offset
-            self.classes_, n_all = _global_classes(engine, Xall.shape[1], np.unique(yall),
-                                                   Xall.shape[0])
-            for cl in clients:
-                cl.y = np.searchsorted(self.classes_, cl.y)
-            if n_all < M1:
-                raise ValueError(f"n_input_components={M1} exceeds n_samples={n_all}.")
-            seed = int(engine.broadcast(ctx.seed))  # one seed on every rank
-            self._expert = make_expert(self.expert, len(self.classes_), self.device_, self.dtype_)
-            program = _ClassifierProgram(self, engine, seed, ctx.generator)
-            program.setup_phi(parts, ids, n_all)
-            with self._progress(self.max_iter, "FedGMM") as prog:
-                best = run_driver(program, n_init=1, max_iter=self.max_iter, tol=self.tol,
-                                  progress=prog)
-            state = best["state"]
-            self.experts_ = state["experts"]
-            _base.params_to_numpy(self, state["params"], None)
-            tables = program.tables()
+            classes, n_all = _global_classes(engine, Xall.shape[1], np.unique(yall),
+                                             Xall.shape[0])
+            self._fit_engine(engine, ctx, classes=classes, n_all=n_all, parts=parts, ids=ids)
+        return self
+
+    def _fit_engine(self, engine, ctx=None, *, classes=None, n_all=None, parts=None,
+                    ids=None) -> None:
+        """EM over ``engine``'s clients; sets the fitted attributes (every engine).  On a
+        Flower ServerApp (no data, ``classes=None``) a ``labels`` round gives the classes,
+        the number of rows and of features."""
+        if ctx is None:
+            with self._fit_context() as ctx:
+                return self._fit_engine(engine, ctx)
+        if classes is None:
+            if callable(self.phi) or not isinstance(self.expert, (str, type(None))):
+                raise ValueError("engine='flower' needs phi=None or an int and the default "
+                                 "logistic expert (Python objects cannot travel).")
+            each = engine.round("labels", {}).each
+            widths = {int(np.asarray(v["d"]).reshape(-1)[0]) for v in each.values()}
+            if len(widths) != 1:
+                raise ValueError(f"Mismatched feature counts across clients: {sorted(widths)}.")
+            self.n_features_in_ = widths.pop()
+            classes = np.unique(np.concatenate([np.asarray(json.loads(str(v["labels"])))
+                                                for v in each.values()]))
+            n_all = sum(int(np.asarray(v["n"]).reshape(-1)[0]) for v in each.values())
+        self.classes_ = classes
+        if len(classes) < 2:
+            raise ValueError(f"FedGMMClassifier needs at least 2 classes over all clients, "
+                             f"got {list(classes)}.")
+        engine.round("set_classes", {"_classes": classes,
+                                     "classes": json.dumps([c.item() if isinstance(
+                                         c, np.generic) else c for c in classes])})
+        M1 = self.n_input_components
+        if n_all < M1:
+            raise ValueError(f"n_input_components={M1} exceeds n_samples={n_all}.")
+        seed = int(engine.broadcast(ctx.seed))  # one seed on every rank
+        self._expert = make_expert(self.expert, len(classes), self.device_, self.dtype_)
+        program = _ClassifierProgram(self, engine, seed, ctx.generator)
+        program.setup_phi(parts, ids, n_all)
+        with self._progress(self.max_iter, "FedGMM") as prog:
+            best = run_driver(program, n_init=1, max_iter=self.max_iter, tol=self.tol,
+                              progress=prog)
+        state = best["state"]
+        self.experts_ = state["experts"]
+        _base.params_to_numpy(self, state["params"], None)
+        tables = program.tables()
         npd = self.means_.dtype
         self.client_ids_ = list(tables)
         self.client_weights_ = np.stack([np.asarray(t) for t, _ in tables.values()]).astype(npd)
@@ -286,8 +326,7 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         self.lower_bound_ = float(best["lower_bound"])
         if not self.converged_:
             warnings.warn("FedGMM EM did not converge; increase max_iter or tol.",
-                          ConvergenceWarning, stacklevel=2)
-        return self
+                          ConvergenceWarning, stacklevel=3)
 
     def _expert_ll(self, X, y_idx) -> torch.Tensor:
         """(n, M2) log p(y_i | x_i; theta_b) under the current experts."""
@@ -404,7 +443,7 @@ class _ClassifierProgram:
         est, phi = self.est, self.est.phi
         payload = {}
         if isinstance(phi, (int, np.integer)):
-            k, d = int(phi), parts[0].shape[1]
+            k, d = int(phi), int(est.n_features_in_)
             if not 1 <= k <= d:
                 raise ValueError(f"phi={k} PCA components must be in [1, n_features].")
             # federated PCA: clients send (n, sum x, sum x x^T); the server eigendecomposes

@@ -8,12 +8,15 @@ answering with sufficient statistics (imported only where Flower runs).
   ``NODE_UNAVAILABLE`` for a node that died, or no reply before ``round_timeout``) is
   recorded in ``dropped`` and the round uses the replies that arrived; fewer than
   ``min_clients`` replies stop the fit with ``RuntimeError``.
-* ``server_app`` reads the estimator's parameters from the run config, runs the same
-  :class:`~probest.mixture._driver.GMMProgram` as ``engine="local"`` and writes the fitted
+* ``server_app`` reads the estimator's class and parameters from the run config, runs the
+  same program (:class:`~probest.mixture._driver.GMMProgram`, or the classifier's) as
+  ``engine="local"`` through the estimator's ``_fit_engine`` and writes the fitted
   estimator (``probest.save``) to the run config's ``out`` path.
 * ``client_app`` holds one SuperNode's data (``--node-config 'data-path="X.npy"
-  client-id="a" partition-id=0'``) and runs :func:`probest.mixture._tasks.run_task`; the
-  client's personal weights persist between messages in ``context.state``.
+  client-id="a" partition-id=0'``, plus ``labels-path="y.npy"`` for ``FedGMMClassifier``)
+  and runs :func:`probest.mixture._tasks.run_task`; the client's state (personal weights,
+  weight tables, label indices, the ``phi`` map) persists between messages in
+  ``context.state``.
 """
 
 from __future__ import annotations
@@ -193,9 +196,12 @@ def _server_main(grid: Grid, context: Context) -> None:
     from probest.mixture import FederatedGaussianMixture
 
     cfg = dict(context.run_config)
-    # the model files' checked constructor: known parameters, plain JSON values, arrays
-    # (given starting values) decoded as data
-    est = construct(class_name(FederatedGaussianMixture), json.loads(str(cfg["estimator"])))
+    # the model files' checked constructor: a probest estimator class, its known
+    # parameters, plain JSON values, arrays (given starting values) decoded as data
+    cls = str(cfg.get("estimator-class", class_name(FederatedGaussianMixture)))
+    est = construct(cls, json.loads(str(cfg["estimator"])))
+    if not hasattr(est, "_fit_engine"):
+        raise ValueError(f"{cls} has no federated fit.")
     engine = FlowerEngine(grid, min_clients=int(cfg["min-clients"]),
                           round_timeout=float(est.round_timeout))
     t0 = time.perf_counter()
@@ -213,26 +219,48 @@ client_app = ClientApp()
 _DATA: dict = {}
 
 
-def _load_client(context: Context):
-    from probest.mixture._tasks import Client
-
-    path = str(context.node_config["data-path"])
+def _load(path: str) -> np.ndarray:
     if path not in _DATA:
-        _DATA[path] = np.load(path)
-    cid = str(context.node_config.get("client-id", context.node_id))
-    c = Client(cid, _DATA[path], index=int(context.node_config.get("partition-id", 0)),
-               device="cpu", dtype=torch.float64)
-    st = context.state.array_records.get("probest-state")
+        _DATA[path] = np.load(path, allow_pickle=False)  # data only, never code
+    return _DATA[path]
+
+
+def _load_client(node_config, state: RecordDict, node_id):
+    from probest.mixture._tasks import Client, restore
+
+    labels = node_config.get("labels-path")  # FedGMMClassifier: this node's labels
+    cid = str(node_config.get("client-id", node_id))
+    c = Client(cid, _load(str(node_config["data-path"])),
+               None if labels is None else _load(str(labels)),
+               index=int(node_config.get("partition-id", 0)), device="cpu",
+               dtype=torch.float64)
+    st = state.array_records.get("probest-state")
     if st is not None:
         c.state = {k: torch.as_tensor(a.numpy()) for k, a in st.items()}
+        restore(c)  # label indices and phi(x) from earlier rounds of this run
     return c
+
+
+def answer(task: str, payload: dict, node_config, state: RecordDict, node_id) -> RecordDict:
+    """One SuperNode's reply to a round: the task on its rows, its state kept in ``state``
+    (Flower's ``context.state``) for the next message, which runs in a new process."""
+    from probest.mixture._tasks import run_task
+
+    c = _load_client(node_config, state, node_id)
+    rep = run_task(task, payload, c)
+    state.array_records["probest-state"] = ArrayRecord(
+        {k: Array(_np(v)) for k, v in c.state.items() if isinstance(v, torch.Tensor)})
+    content = RecordDict({"meta": ConfigRecord({"client-id": c.id})})
+    for part in ("sum", "each"):
+        if rep.get(part):
+            for k, v in encode(rep[part], part).items():
+                content[k] = v
+    return content
 
 
 @client_app.query("probest")
 def _client_query(msg: Message, context: Context) -> Message:
     import os
-
-    from probest.mixture._tasks import run_task
 
     task = str(msg.content.config_records["task"]["task"])
     drop = context.node_config.get("drop-at-round")
@@ -240,14 +268,6 @@ def _client_query(msg: Message, context: Context) -> Message:
         # testing: the whole node dies in the middle of the fit (its SuperNode first)
         os.kill(os.getppid(), 9)
         os._exit(3)
-    c = _load_client(context)
-    rep = run_task(task, decode(msg.content, "payload"), c)
-    context.state.array_records["probest-state"] = ArrayRecord(
-        {k: Array(_np(v)) for k, v in c.state.items() if isinstance(v, torch.Tensor)})
-    content = RecordDict({"meta": ConfigRecord({"client-id": c.id})})
-    for part in ("sum", "each"):
-        if rep.get(part):
-            enc = encode(rep[part], part)
-            for k, v in enc.items():
-                content[k] = v
+    content = answer(task, decode(msg.content, "payload"), context.node_config, context.state,
+                     context.node_id)
     return Message(content, reply_to=msg)

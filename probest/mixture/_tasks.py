@@ -12,6 +12,8 @@ and exist only in in-process engines.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
@@ -145,14 +147,54 @@ def _moments(p, c):
     return {"sum": {"n": X.new_tensor([X.shape[0]]), "s1": X.sum(0), "s2": X.T @ X}}
 
 
+def _labels(p, c):
+    """The client's label set (JSON), rows and features: what a Flower ServerApp, which
+    holds no data, learns ``classes_`` and ``n_features_in_`` from."""
+    y = np.asarray(c.y)
+    labels = [v.item() if isinstance(v, np.generic) else v for v in np.unique(y)]
+    return {"each": {"labels": json.dumps(labels), "n": np.array([c.n_samples]),
+                     "d": np.array([np.asarray(c.X).shape[1]])}}
+
+
+def _set_classes(p, c):
+    """Map the client's labels to indices of the global ``classes_`` (``_classes`` in
+    process, ``classes`` as JSON on the wire)."""
+    classes = p.get("_classes")
+    if classes is None:
+        classes = np.asarray(json.loads(p["classes"]))
+    y = np.asarray(c.y)
+    idx = np.searchsorted(classes, y).clip(0, len(classes) - 1)
+    if not np.array_equal(np.asarray(classes)[idx], y):
+        raise ValueError(f"client {c.id!r} has labels outside classes_ {list(classes)}.")
+    c.y = idx
+    c.state["y_index"] = torch.as_tensor(idx, dtype=torch.float64)
+    return {}
+
+
+def restore(c) -> None:
+    """Rebuild what earlier rounds derived on this client, from ``c.state`` (a Flower
+    ClientApp runs every message in a new process): label indices and ``phi(x)``."""
+    if "y_index" in c.state:
+        c.y = c.state["y_index"].cpu().numpy().astype(np.int64)
+    if "phi.identity" in c.state:
+        _phi({}, c)
+    elif "phi.mean" in c.state:
+        _phi({"mean": c.state["phi.mean"].cpu().numpy(),
+              "components": c.state["phi.components"].cpu().numpy()}, c)
+
+
 def _phi(p, c):
     X = np.asarray(c.X)
     if p.get("_phi") is not None:
         Z = np.asarray(p["_phi"](X), dtype=np.float64)
     elif p.get("components") is not None:
-        Z = (X - np.asarray(p["mean"])) @ np.asarray(p["components"]).T
+        mean, comps = np.asarray(p["mean"]), np.asarray(p["components"])
+        Z = (X - mean) @ comps.T
+        c.state["phi.mean"] = torch.as_tensor(mean, dtype=torch.float64)
+        c.state["phi.components"] = torch.as_tensor(comps, dtype=torch.float64)
     else:
         Z = X
+        c.state["phi.identity"] = torch.ones(1, dtype=torch.float64)
     c.Z = Z
     c.data = c.em_data = ChunkedData(Z, device=c.device, dtype=c.dtype, width=1)
     c.Xt = torch.as_tensor(X, device=c.device, dtype=c.dtype)
@@ -216,11 +258,12 @@ TASKS = {
     "init_stats": _init_stats, "set_weights": _set_weights, "estep": _estep,
     "weights": _weights, "moments": _moments, "phi": _phi, "clf_init": _clf_init,
     "clf_estep": _clf_estep, "expert": _expert_stats, "tables": _tables,
+    "labels": _labels, "set_classes": _set_classes,
 }
 
 
 #: tasks whose replies carry per-client parts ("each")
-EACH_TASKS = frozenset({"rows", "summary", "weights", "tables"})
+EACH_TASKS = frozenset({"rows", "summary", "weights", "tables", "labels"})
 
 
 def run_task(task: str, payload: dict, client: Client) -> dict:

@@ -2,7 +2,9 @@
 
 A Flower federation is one ``flower-superlink``, one ``flower-supernode`` per data holder and
 a Flower App (``ServerApp`` + ``ClientApp``, :mod:`probest.mixture._flower_app`) submitted with
-``flwr run``.  :func:`write_app` writes that app for an estimator; across machines::
+``flwr run``.  :func:`write_app` writes that app for an estimator
+(:class:`FederatedGaussianMixture`, or :class:`FedGMMClassifier` with ``--class
+FedGMMClassifier`` and a ``labels-path`` in every node config); across machines::
 
     # coordinator
     flower-superlink --insecure --disable-runtime-dependency-installation
@@ -41,7 +43,7 @@ build-backend = "hatchling.build"
 [project]
 name = "probest-fedem"
 version = "1.0.0"
-description = "probest federated EM (FederatedGaussianMixture) as a Flower App"
+description = "probest federated EM (FederatedGaussianMixture, FedGMMClassifier) as a Flower App"
 license = "BSD-3-Clause"
 dependencies = []
 
@@ -56,6 +58,7 @@ serverapp = "probest.mixture._flower_app:server_app"
 clientapp = "probest.mixture._flower_app:client_app"
 
 [tool.flwr.app.config]
+estimator-class = {cls}
 estimator = {estimator}
 min-clients = {min_clients}
 out = {out}
@@ -89,13 +92,24 @@ def _estimator_params(params: dict) -> dict:
     return params
 
 
-def write_app(est, app_dir, out, min_clients: int) -> Path:
+def write_app(est, app_dir, out, min_clients: int, estimator_class=None) -> Path:
     """Write the Flower App (``pyproject.toml``) that fits ``est`` (a
-    :class:`FederatedGaussianMixture` or the dict of its parameters) and saves it to ``out``."""
-    params = _estimator_params(dict(est) if isinstance(est, dict) else est.get_params(deep=False))
+    :class:`FederatedGaussianMixture` or :class:`FedGMMClassifier`, or the dict of its
+    parameters with ``estimator_class``, default ``FederatedGaussianMixture``) and saves it
+    to ``out``."""
+    from probest._persist import class_name
+
+    if isinstance(est, dict):
+        params = dict(est)
+        if estimator_class is None:
+            from probest.mixture import FederatedGaussianMixture as estimator_class
+    else:
+        params, estimator_class = est.get_params(deep=False), type(est)
+    cls = estimator_class if isinstance(estimator_class, str) else class_name(estimator_class)
+    params = _estimator_params(params)
     app = Path(app_dir)
     app.mkdir(parents=True, exist_ok=True)
-    text = _PYPROJECT.format(estimator=json.dumps(json.dumps(params)),
+    text = _PYPROJECT.format(estimator=json.dumps(json.dumps(params)), cls=json.dumps(cls),
                              min_clients=int(min_clients), out=json.dumps(str(out)))
     (app / "pyproject.toml").write_text(text)
     return app
@@ -104,7 +118,7 @@ def write_app(est, app_dir, out, min_clients: int) -> Path:
 class LocalFederation:
     """A real SuperLink and one SuperNode per client on 127.0.0.1 (context manager)."""
 
-    def __init__(self, parts, ids, tmp, *, drop: dict | None = None):
+    def __init__(self, parts, ids, tmp, *, drop: dict | None = None, labels=None):
         self.tmp = Path(tmp)
         root = str(Path(__file__).resolve().parents[2])
         bin_dir = str(Path(sys.executable).parent)
@@ -113,6 +127,7 @@ class LocalFederation:
                         PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
                         PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.parts, self.ids, self.drop = parts, ids, drop or {}
+        self.labels = labels
         self.procs: list[subprocess.Popen] = []
         self.port = free_port()
 
@@ -136,6 +151,10 @@ class LocalFederation:
             f = self.tmp / f"client{i}.npy"
             np.save(f, np.asarray(X, dtype=np.float64))
             cfg = f'data-path="{f}" client-id="{cid}" partition-id={i}'
+            if self.labels is not None:
+                fy = self.tmp / f"labels{i}.npy"
+                np.save(fy, np.asarray(self.labels[i]), allow_pickle=False)
+                cfg += f' labels-path="{fy}"'
             if cid in self.drop:
                 cfg += f" drop-at-round={int(self.drop[cid])}"
             self._spawn(f"supernode{i}", [
@@ -195,15 +214,18 @@ class LocalFederation:
                 pass
 
 
-def fit_local_deployment(est, parts, ids, *, drop: dict | None = None,
+def fit_local_deployment(est, parts, ids, *, labels=None, drop: dict | None = None,
                          min_clients: int | None = None, timeout: float | None = None):
-    """A real Flower deployment on this machine; returns ``est`` fitted."""
+    """A real Flower deployment on this machine; returns ``est`` fitted (``labels``: one
+    label array per client, for :class:`FedGMMClassifier`)."""
     _impl()
     import probest
 
     est._validate_params()
-    if timeout is None:  # every round may take round_timeout; init takes four rounds
-        timeout = 120.0 + est.round_timeout * (est.max_iter * est.n_init + 4)
+    if timeout is None:  # every round may take round_timeout
+        per_iter = 1 if labels is None else 12  # the classifier: E-step + Newton rounds
+        timeout = 120.0 + est.round_timeout * (
+            est.max_iter * getattr(est, "n_init", 1) * per_iter + 4 + 12 * (labels is not None))
     with tempfile.TemporaryDirectory(prefix="probest-flower-") as tmp:
         out = Path(tmp) / "model.npz"
         if min_clients is None:
@@ -213,7 +235,7 @@ def fit_local_deployment(est, parts, ids, *, drop: dict | None = None,
             f"min-clients = {len(parts)}", f"min-clients = {int(min_clients)}")
         (app / "pyproject.toml").write_text(text)
         start = time.monotonic()
-        with LocalFederation(parts, ids, tmp, drop=drop) as fed:
+        with LocalFederation(parts, ids, tmp, drop=drop, labels=labels) as fed:
             fed.run(app, timeout)
             while not Path(str(out) + ".json").exists():
                 if time.monotonic() - start > timeout:
@@ -245,10 +267,15 @@ def main(argv=None) -> None:
     a.add_argument("--out", required=True, help="where the ServerApp saves the fit")
     a.add_argument("--min-clients", type=int, required=True)
     a.add_argument("--estimator", default="{}", help="JSON of the estimator's parameters")
+    a.add_argument("--class", dest="cls", default="FederatedGaussianMixture",
+                   choices=("FederatedGaussianMixture", "FedGMMClassifier"),
+                   help="the estimator (FedGMMClassifier nodes also need labels-path)")
     args = ap.parse_args(argv)
+    import probest.mixture as mixture
+
     # the parameters are checked where the ServerApp builds the estimator from them
     print(write_app(json.loads(args.estimator), args.dir, Path(args.out).resolve(),
-                    args.min_clients))
+                    args.min_clients, estimator_class=getattr(mixture, args.cls)))
 
 
 if __name__ == "__main__":

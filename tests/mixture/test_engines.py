@@ -152,6 +152,124 @@ def test_flower_superlink_and_three_supernodes_equal_local():
                                local.score_samples(b.X[1], client=1), atol=1e-8)
 
 
+@pytest.mark.slow  # ~23 Flower rounds (labels, phi, init, Newton rounds), ~3 min idle
+def test_flower_classifier_superlink_three_supernodes_equals_local():
+    """FedGMMClassifier(engine="flower"): a real flower-superlink, 3 flower-supernode
+    processes holding their rows and labels (``labels-path`` in the node config) and
+    ``flwr run``; one EM iteration (23 rounds: labels, classes, phi, the Gaussian start,
+    the experts' Newton rounds) equals the local engine to 1e-8."""
+    pytest.importorskip("flwr")
+    b = make_federated_gmm(3, 150, 2, 4, labels=True, random_state=1)
+    kw = dict(max_iter=1, tol=0.0, random_state=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        f = FedGMMClassifier(2, 2, engine="flower", round_timeout=90.0, **kw).fit(b.X, b.y)
+        local = FedGMMClassifier(2, 2, **kw).fit(b.X, b.y)
+    print("flower classifier", f.flower_timing_)
+    assert f.client_ids_ == [0, 1, 2] and f.dropped_clients_ == [] and f.n_iter_ == 1
+    assert len(f.flower_timing_["round_seconds"]) == 23
+    for a in ("means_", "covariances_", "client_weights_", "weights_"):
+        np.testing.assert_allclose(getattr(f, a), getattr(local, a), atol=1e-8, rtol=0)
+    np.testing.assert_allclose(f.predict_proba(b.X[2], client=2),
+                               local.predict_proba(b.X[2], client=2), atol=1e-8)
+
+
+def _in_process_grid(monkeypatch, tmp_path, parts, labels=None):
+    """A Grid whose SuperNodes are in this process: every message is answered by the
+    ClientApp's own ``answer`` from the node's files and its persisted ``context.state``
+    (a RecordDict), with a fresh Client per message as Flower's process-per-message
+    ClientApp has, so the whole wire path (encode, decode, state, restore) runs."""
+    from types import SimpleNamespace
+
+    from flwr.app import RecordDict
+
+    import probest.mixture._flower_app as app
+
+    def message(content, dst_node_id, message_type, group_id):  # no run outside Flower
+        return SimpleNamespace(content=content, metadata=SimpleNamespace(
+            dst_node_id=dst_node_id, group_id=group_id))
+
+    monkeypatch.setattr(app, "Message", message)
+    nodes = {}
+    for i, X in enumerate(parts):
+        cfg = {"data-path": str(tmp_path / f"x{i}.npy"), "client-id": f"c{i}",
+               "partition-id": i}
+        np.save(cfg["data-path"], X)
+        if labels is not None:
+            cfg["labels-path"] = str(tmp_path / f"y{i}.npy")
+            np.save(cfg["labels-path"], labels[i], allow_pickle=False)
+        nodes[10 + i] = (cfg, RecordDict())
+
+    class Grid:
+        def get_node_ids(self):
+            return list(nodes)
+
+        def push_messages(self, msgs):
+            self.replies = {}
+            for j, m in enumerate(msgs):
+                node = m.metadata.dst_node_id
+                cfg, state = nodes[node]
+                task = str(m.content.config_records["task"]["task"])
+                content = app.answer(task, app.decode(m.content, "payload"), cfg, state, node)
+                self.replies[str(j)] = SimpleNamespace(
+                    metadata=SimpleNamespace(src_node_id=node, reply_to_message_id=str(j)),
+                    has_error=lambda: False, content=content)
+            return list(self.replies)
+
+        def pull_messages(self, ids):
+            return [self.replies[i] for i in ids]
+
+    return app.FlowerEngine(Grid(), min_clients=len(parts), round_timeout=5.0, wait_for=0.0)
+
+
+def test_flower_wire_path_in_process_gmm_equals_local(monkeypatch, tmp_path):
+    """The ServerApp's fit (``_fit_engine`` over FlowerEngine) with the ClientApp's own
+    reply function: equal to the local engine to 1e-10 (seconds; the real processes are
+    in the tests below)."""
+    pytest.importorskip("flwr")
+    b = make_federated_gmm(3, 200, 3, 4, concentration=0.7, random_state=0)
+    kw = dict(random_state=0, device="cpu", tol=0.0, max_iter=5, n_init=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        f = FederatedGaussianMixture(3, **kw)
+        f._fit_engine(_in_process_grid(monkeypatch, tmp_path, b.X))
+        local = FederatedGaussianMixture(3, **kw).fit(b.X)
+    assert f.client_ids_ == ["c0", "c1", "c2"] and f.n_iter_ == 5
+    for a in ("means_", "covariances_", "client_weights_", "weights_"):
+        np.testing.assert_allclose(getattr(f, a), getattr(local, a), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("phi", [None, 2])
+def test_flower_wire_path_in_process_classifier_equals_local(monkeypatch, tmp_path, phi):
+    """FedGMMClassifier over the Flower wire path: string labels on the nodes (the server
+    learns classes_ from a labels round), PCA phi and the experts' Newton rounds as
+    messages, client tables in context.state: equal to the local engine to 1e-8."""
+    pytest.importorskip("flwr")
+    b = make_federated_gmm(3, 150, 2, 4, labels=True, random_state=1)
+    ys = [np.array(["neg", "pos"])[y] for y in b.y]
+    kw = dict(phi=phi, max_iter=3, tol=0.0, random_state=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        f = FedGMMClassifier(2, 2, **kw)
+        f._fit_engine(_in_process_grid(monkeypatch, tmp_path, b.X, ys))
+        local = FedGMMClassifier(2, 2, **kw).fit(b.X, ys)
+    assert list(f.classes_) == ["neg", "pos"] and f.n_features_in_ == 4
+    assert f.client_ids_ == ["c0", "c1", "c2"] and f.n_iter_ == 3
+    for a in ("means_", "covariances_", "client_weights_", "weights_"):
+        np.testing.assert_allclose(getattr(f, a), getattr(local, a), atol=1e-8, rtol=0)
+    for k in range(3):
+        np.testing.assert_allclose(f.predict_proba(b.X[k], client=f"c{k}"),
+                                   local.predict_proba(b.X[k], client=k), atol=1e-8)
+
+
+def test_flower_refuses_objects_that_cannot_travel(monkeypatch, tmp_path):
+    pytest.importorskip("flwr")
+    b = make_federated_gmm(3, 60, 2, 3, labels=True, random_state=1)
+    eng = _in_process_grid(monkeypatch, tmp_path, b.X, b.y)
+    with pytest.raises(ValueError, match="phi=None or an int"):
+        FedGMMClassifier(2, 2, phi=lambda X: X[:, :2], device="cpu")._fit_engine(eng)
+
+
 def _fake_grid(replies, delay=0):
     """A Grid stand-in for FlowerEngine's bookkeeping (push/pull of messages): a reply
     arrives on the ``delay``-th pull after the push; a node missing from ``replies`` never
