@@ -22,6 +22,7 @@ parameters with ``lower_bound_ = -inf``.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -137,8 +138,12 @@ class GMMProgram:
         self._ref()
         # every client holds its starting weights in slot 0, as after an initialisation
         # (personal: its previous fit's row of the table; pooled: the shared weights)
-        self._round("set_weights", {"_weights": table if self.personalize else {},
-                                    "default": weights, "slot": 0})
+        table = table if self.personalize else {}
+        payload = {"_weights": table, "default": weights, "slot": 0}
+        if table:  # the same table on the wire (Flower): rows and their client ids
+            payload["table"] = np.stack([np.asarray(w) for w in table.values()])
+            payload["table_ids"] = json.dumps([str(c) for c in table])
+        self._round("set_weights", payload)
         return {"params": params, "weights": weights, "slot": 0}
 
     def step(self, state):

@@ -124,7 +124,9 @@ class FederatedGaussianMixture(GaussianMixture):
     random_state : None, int or numpy RandomState/Generator, default=None
         Seeds the initialisation (global RNG states are never touched).
     warm_start : bool, default=False
-        Start from the previous fit's parameters.
+        Start from the previous fit's parameters (each client from its own previous
+        weights; with ``engine="flower"`` the previous fit travels to the ServerApp as a
+        model file).
     verbose : int, default=0
         0 silent, 1 a progress bar with the lower bound, 2 also one line per iteration.
     verbose_interval : int, default=10
@@ -168,6 +170,10 @@ class FederatedGaussianMixture(GaussianMixture):
         One record per EM iteration over all initialisations (``objective``, ``init``, ``time``).
     n_features_in_ : int
         Number of features seen in ``fit``.
+    dropped_clients_ : list of tuple
+        ``(round, client, reason)`` for every client that stopped answering (Flower).
+    flower_timing_ : dict
+        ``engine="flower"`` only: ``fit_seconds`` and ``round_seconds`` of the ServerApp.
     device_ : torch.device
         Device of the fit.
     dtype_ : torch.dtype
@@ -199,7 +205,7 @@ class FederatedGaussianMixture(GaussianMixture):
     }
 
     _fitted_attributes = ("client_ids_", "client_weights_", "client_n_samples_", "n_clients_",
-                          "dropped_clients_")
+                          "dropped_clients_", "flower_timing_")
 
     def __init__(
         self,
@@ -281,8 +287,6 @@ class FederatedGaussianMixture(GaussianMixture):
             with self._fit_context() as ctx:
                 return self._fit_engine(engine, ids, ctx)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
-        if warm and engine.name == "flower":
-            raise ValueError("warm_start is not supported with engine='flower'.")
         s = engine.round("data_sum", {}).sums
         n_all, d = float(s["n"][0]), int(s["x"].shape[0])
         if n_all < self.n_components:
@@ -308,10 +312,11 @@ class FederatedGaussianMixture(GaussianMixture):
     def _program(self, engine, seed, d, generator, warm, ids):
         given = _base.user_params(self, d, self.device_, self.dtype_)
         previous = None
-        if warm:
+        if warm:  # ids=None on a Flower ServerApp: every previous client's row travels
             index = {c: i for i, c in enumerate(self.client_ids_)}
             previous = (_base.params_from_numpy(self), self._tensor(self.weights_),
-                        {c: self.client_weights_[index[c]] for c in ids if c in index})
+                        {c: self.client_weights_[index[c]]
+                         for c in (self.client_ids_ if ids is None else ids) if c in index})
         return GMMProgram(
             engine, n_components=self.n_components, covariance_type=self.covariance_type,
             reg_covar=self.reg_covar, init_params=self.init_params,

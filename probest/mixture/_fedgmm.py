@@ -151,6 +151,10 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         One record per round.
     n_features_in_ : int
         Number of features seen in ``fit``.
+    dropped_clients_ : list of tuple
+        ``(round, client, reason)`` for every client that stopped answering (Flower).
+    flower_timing_ : dict
+        ``engine="flower"`` only: ``fit_seconds`` and ``round_seconds`` of the ServerApp.
 
     Examples
     --------
@@ -187,7 +191,8 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
     _fitted_attributes = (
         "classes_", "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
         "client_ids_", "client_weights_", "client_n_samples_", "experts_", "phi_components_",
-        "phi_mean_", "converged_", "n_iter_", "lower_bound_", "dropped_clients_")
+        "phi_mean_", "converged_", "n_iter_", "lower_bound_", "dropped_clients_",
+        "flower_timing_")
 
     def __init__(self, n_input_components=3, n_experts=3, *, expert=None, phi=None,
                  covariance_type="full", reg_covar=1e-6, max_iter=30, tol=1e-4,

@@ -202,6 +202,13 @@ def _server_main(grid: Grid, context: Context) -> None:
     est = construct(cls, json.loads(str(cfg["estimator"])))
     if not hasattr(est, "_fit_engine"):
         raise ValueError(f"{cls} has no federated fit.")
+    if cfg.get("previous"):  # warm start: continue the model saved there (probest.save)
+        prev = probest.load(str(cfg["previous"]))
+        if type(prev) is not type(est):
+            raise ValueError(f"previous model is a {type(prev).__name__}, not a {cls}.")
+        for k, v in vars(prev).items():
+            if k.endswith("_") and not k.startswith("_"):
+                setattr(est, k, v)
     engine = FlowerEngine(grid, min_clients=int(cfg["min-clients"]),
                           round_timeout=float(est.round_timeout))
     t0 = time.perf_counter()

@@ -112,11 +112,14 @@ def _init_stats(p, c):
 
 
 def _set_weights(p, c):
-    """Every client's starting weights: ``default`` (on the wire, e.g. ``weights_init``), or
-    a previous fit's personal weights from the in-process table ``_weights`` (which never
-    travels: a warm start is in-process only)."""
-    table = p.get("_weights", {})
-    w = table.get(c.id, p["default"])
+    """Every client's starting weights: ``default`` (e.g. ``weights_init``), or its row of
+    a previous fit's personal weights (a warm start): the in-process table ``_weights``
+    (client id -> row) or, on the wire, ``table`` with the JSON list ``table_ids``."""
+    table = p.get("_weights")
+    if table is None and p.get("table_ids") is not None:
+        table = dict(zip(json.loads(str(p["table_ids"])), np.asarray(p["table"]), strict=True))
+    table = table or {}
+    w = table.get(c.id, table.get(str(c.id), p["default"]))
     c.state[f"lw{int(p['slot'])}"] = torch.log(_t(c, w))
     return {}
 

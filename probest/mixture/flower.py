@@ -60,6 +60,7 @@ clientapp = "probest.mixture._flower_app:client_app"
 [tool.flwr.app.config]
 estimator-class = {cls}
 estimator = {estimator}
+previous = {previous}
 min-clients = {min_clients}
 out = {out}
 """
@@ -92,11 +93,13 @@ def _estimator_params(params: dict) -> dict:
     return params
 
 
-def write_app(est, app_dir, out, min_clients: int, estimator_class=None) -> Path:
+def write_app(est, app_dir, out, min_clients: int, estimator_class=None,
+              previous=None) -> Path:
     """Write the Flower App (``pyproject.toml``) that fits ``est`` (a
     :class:`FederatedGaussianMixture` or :class:`FedGMMClassifier`, or the dict of its
     parameters with ``estimator_class``, default ``FederatedGaussianMixture``) and saves it
-    to ``out``."""
+    to ``out``.  ``previous``: a model file (``probest.save``) on the ServerApp's machine
+    that a ``warm_start=True`` fit continues."""
     from probest._persist import class_name
 
     if isinstance(est, dict):
@@ -110,7 +113,8 @@ def write_app(est, app_dir, out, min_clients: int, estimator_class=None) -> Path
     app = Path(app_dir)
     app.mkdir(parents=True, exist_ok=True)
     text = _PYPROJECT.format(estimator=json.dumps(json.dumps(params)), cls=json.dumps(cls),
-                             min_clients=int(min_clients), out=json.dumps(str(out)))
+                             min_clients=int(min_clients), out=json.dumps(str(out)),
+                             previous=json.dumps("" if previous is None else str(previous)))
     (app / "pyproject.toml").write_text(text)
     return app
 
@@ -230,7 +234,11 @@ def fit_local_deployment(est, parts, ids, *, labels=None, drop: dict | None = No
         out = Path(tmp) / "model.npz"
         if min_clients is None:
             min_clients = len(parts) - len(drop or {})
-        app = write_app(est, Path(tmp) / "app", out, len(parts))
+        previous = None
+        if getattr(est, "warm_start", False) and hasattr(est, "converged_"):
+            previous = Path(tmp) / "previous.npz"  # the ServerApp continues this fit
+            probest.save(est, previous)
+        app = write_app(est, Path(tmp) / "app", out, len(parts), previous=previous)
         text = (app / "pyproject.toml").read_text().replace(
             f"min-clients = {len(parts)}", f"min-clients = {int(min_clients)}")
         (app / "pyproject.toml").write_text(text)

@@ -80,7 +80,7 @@ def test_flower_import_is_lazy():
     assert out.stdout.strip() == "False"
 
 
-def test_flower_superlink_three_supernodes_warm_start_equals_local():
+def test_flower_superlink_three_supernodes_given_start_equals_local():
     """In the default run: a real flower-superlink, 3 flower-supernode processes and `flwr
     run` on 127.0.0.1, started from given weights / means / precisions (they travel in the
     run config as exact float64 reprs), one EM iteration through the Message API, equal to
@@ -104,6 +104,26 @@ def test_flower_superlink_three_supernodes_warm_start_equals_local():
     np.testing.assert_allclose(f.covariances_, local.covariances_, atol=1e-8)
     np.testing.assert_allclose(f.client_weights_, local.client_weights_, atol=1e-8)
     assert np.abs(f.means_ - g.means_).max() > 0.1  # the round moved the model (0.25)
+
+
+@pytest.mark.slow  # two deployments of ~6 rounds each, ~2.5 min idle
+def test_flower_warm_start_continues_the_previous_fit_like_local():
+    """warm_start=True over real Flower processes: the previous fit travels to the ServerApp
+    as a model file (run config ``previous``), the personal weights table as rows + client
+    ids; two 1-iteration fits equal the same two local fits to 1e-8."""
+    pytest.importorskip("flwr")
+    b = make_federated_gmm(3, 300, 3, 4, concentration=0.7, random_state=0)
+    kw = dict(random_state=0, device="cpu", tol=0.0, max_iter=1, warm_start=True)
+    f = FederatedGaussianMixture(3, engine="flower", round_timeout=60.0, **kw)
+    local = FederatedGaussianMixture(3, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(2):
+            f.fit(b.X)
+            local.fit(b.X)
+    assert f.client_ids_ == [0, 1, 2] and len(local.lower_bounds_) == 1
+    for a in ("means_", "covariances_", "client_weights_", "lower_bounds_"):
+        np.testing.assert_allclose(getattr(f, a), getattr(local, a), atol=1e-8, rtol=0)
 
 
 @pytest.mark.slow  # ~140 s idle: the SuperLink reports the lost ClientApp after ~60 s
@@ -224,8 +244,9 @@ def _in_process_grid(monkeypatch, tmp_path, parts, labels=None):
 
 def test_flower_wire_path_in_process_gmm_equals_local(monkeypatch, tmp_path):
     """The ServerApp's fit (``_fit_engine`` over FlowerEngine) with the ClientApp's own
-    reply function: equal to the local engine to 1e-10 (seconds; the real processes are
-    in the tests below)."""
+    reply function: equal to the local engine to 1e-8 (float64 summed in another order),
+    then a warm start continuing both (seconds; the real processes are in the tests
+    below)."""
     pytest.importorskip("flwr")
     b = make_federated_gmm(3, 200, 3, 4, concentration=0.7, random_state=0)
     kw = dict(random_state=0, device="cpu", tol=0.0, max_iter=5, n_init=2)
@@ -236,7 +257,16 @@ def test_flower_wire_path_in_process_gmm_equals_local(monkeypatch, tmp_path):
         local = FederatedGaussianMixture(3, **kw).fit(b.X)
     assert f.client_ids_ == ["c0", "c1", "c2"] and f.n_iter_ == 5
     for a in ("means_", "covariances_", "client_weights_", "weights_"):
-        np.testing.assert_allclose(getattr(f, a), getattr(local, a), atol=1e-10, rtol=0)
+        np.testing.assert_allclose(getattr(f, a), getattr(local, a), atol=1e-8, rtol=0)
+    # warm start: the personal weights table travels as rows + JSON client ids
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        f.set_params(warm_start=True, max_iter=3)._fit_engine(
+            _in_process_grid(monkeypatch, tmp_path, b.X))
+        local.set_params(warm_start=True, max_iter=3).fit(b.X, groups=None)
+    assert f.n_iter_ == 3
+    for a in ("means_", "covariances_", "client_weights_", "lower_bounds_"):
+        np.testing.assert_allclose(getattr(f, a), getattr(local, a), atol=1e-8, rtol=0)
 
 
 @pytest.mark.parametrize("phi", [None, 2])
