@@ -98,17 +98,18 @@ def test_setting_c_beats_kmeans_sdp_and_em():
         errs["gmm10"].append(misclustering_error(y, GaussianMixture(
             4, n_init=10, random_state=seed).fit_predict(X)))
     ila = np.array(errs["ila"])
-    # measured (loaded machine, these seeds): ila 0.080 0.088 0.080 0.140 0.085
-    assert ila.mean() <= 0.10
+    # measured (n_init=10, these seeds): ila 0.0625 0.0825 0.080 0.105 0.080 (one run
+    # each, n_init=1: 0.080 0.088 0.080 0.140 0.085)
+    assert ila.mean() <= 0.10 and ila.max() <= 0.13
     for peer in ("km", "sdp", "gmm"):
         assert ila.mean() < np.mean(errs[peer]) and ila.max() < np.max(errs[peer]), peer
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="spec bounds not met by this reconstruction: measured "
-                   "iLA max 0.140 (seed 3) > 0.13, and GaussianMixture(n_init=10, "
-                   "random_state=seed) had max 0.073 on these seeds")
-def test_setting_c_spec_max_bounds():
+@pytest.mark.xfail(strict=False, reason="spec bound not met: iLA-SDP's max 0.105 is above "
+                   "GaussianMixture(n_init=10, random_state=seed)'s 0.073 on these seeds (EM "
+                   "with ten starts never fell into a bad optimum here; the spec measured 0.240)")
+def test_setting_c_max_below_em_with_ten_starts():
     from sklearn.mixture import GaussianMixture
 
     ila, gmm10 = [], []
@@ -117,7 +118,7 @@ def test_setting_c_spec_max_bounds():
         ila.append(misclustering_error(y, ILASDPClustering(4, **_NLR).fit(X).labels_))
         gmm10.append(misclustering_error(y, GaussianMixture(4, n_init=10, random_state=seed)
                                          .fit_predict(X)))
-    assert max(ila) <= 0.13 and max(ila) < max(gmm10)
+    assert max(ila) < max(gmm10)
 
 
 # --- acceptance 3: the likelihood never goes down -------------------------------------------
@@ -126,10 +127,16 @@ def test_profile_likelihood_non_decreasing():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=3 may stop it early
         est = ILASDPClustering(3, max_iter=3, **_NLR).fit(X)
-    acc = [h["loglik"] for h in est.history_ if h["accepted"]]
-    assert len(acc) >= 2 and np.all(np.diff(acc) >= -1e-9 * np.abs(acc[:-1]))
-    rejected = [i for i, h in enumerate(est.history_) if not h["accepted"]]
-    assert not rejected or rejected == [len(est.history_) - 1]  # a decrease stops the run
+    assert {h["init"] for h in est.history_} == set(range(est.n_init))
+    for start in range(est.n_init):  # every run is monotone (and the best run is kept)
+        hist = [h for h in est.history_ if h["init"] == start]
+        acc = [h["loglik"] for h in hist if h["accepted"]]
+        assert len(acc) >= 2 and np.all(np.diff(acc) >= -1e-9 * np.abs(acc[:-1]))
+        rejected = [i for i, h in enumerate(hist) if not h["accepted"]]
+        assert not rejected or rejected == [len(hist) - 1]  # a decrease stops the run
+        assert hist[0]["iter"] == 0
+    assert est.best_init_ == int(np.argmax(est.init_log_likelihoods_))
+    assert est.log_likelihood_ == pytest.approx(est.init_log_likelihoods_.max(), rel=1e-12)
     assert est.history_[0]["iter"] == 0 and "time" in est.history_[-1]
 
 
