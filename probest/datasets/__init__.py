@@ -15,6 +15,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "make_gp_classification": "_gaussian_process",
     "load_gp_benchmark": "_gaussian_process",
     "load_rotten_tomatoes": "_lora",
+    "load_guardian_headlines": "_lora",
     "make_heterogeneous_blobs": "_cluster",
     "load_choice_data": "_bandits",
     "make_bimodal_toy": "_bnn",

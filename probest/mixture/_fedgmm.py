@@ -298,9 +298,11 @@ class FedGMMClassifier(ClassifierMixin, TorchEstimator):
         if len(classes) < 2:
             raise ValueError(f"FedGMMClassifier needs at least 2 classes over all clients, "
                              f"got {list(classes)}.")
-        engine.round("set_classes", {"_classes": classes,
-                                     "classes": json.dumps([c.item() if isinstance(
-                                         c, np.generic) else c for c in classes])})
+        payload = {"_classes": classes}
+        if engine.name == "flower":  # labels travel as JSON (numbers or strings)
+            payload["classes"] = json.dumps([c.item() if isinstance(c, np.generic) else c
+                                             for c in classes])
+        engine.round("set_classes", payload)
         M1 = self.n_input_components
         if n_all < M1:
             raise ValueError(f"n_input_components={M1} exceeds n_samples={n_all}.")

