@@ -22,7 +22,25 @@ _ACTIVE: contextvars.ContextVar[FrozenStateCache | None] = contextvars.ContextVa
 
 
 class FrozenStateCache:
-    """The store behind :func:`shared_frozen_states`: ``hits`` and ``misses`` count texts."""
+    """The store behind :func:`shared_frozen_states` (pass one to keep states across blocks).
+
+    Attributes
+    ----------
+    hits : int
+        Texts whose states were reused.
+    misses : int
+        Texts whose states were computed (once per distinct text and frozen model).
+
+    Examples
+    --------
+    >>> from probest.lora import FrozenStateCache, shared_frozen_states
+    >>> cache = FrozenStateCache()
+    >>> with shared_frozen_states(cache) as active:
+    ...     active is cache
+    True
+    >>> len(cache), cache.hits, cache.misses, cache.nbytes
+    (0, 0, 0, 0)
+    """
 
     def __init__(self) -> None:
         self._store: dict[tuple, torch.Tensor] = {}
@@ -64,11 +82,17 @@ def shared_frozen_states(cache: FrozenStateCache | None = None) -> Iterator[Froz
 
     Examples
     --------
-    >>> from probest.lora import shared_frozen_states
-    >>> with shared_frozen_states() as cache:  # doctest: +SKIP
-    ...     for method in ("map", "blob", "mcdropout"):
-    ...         BayesianLoRAClassifier(method=method, layers_to_transform=[5]).fit(X, y)
-    >>> cache.hits  # doctest: +SKIP
+    >>> import tempfile
+    >>> from probest.lora import BayesianLoRAClassifier, make_tiny_backbone, shared_frozen_states
+    >>> backbone = str(make_tiny_backbone(tempfile.mkdtemp()))  # 2 random layers
+    >>> X, y = ["good film", "bad film", "great fun", "dull mess"] * 4, [1, 0, 1, 0] * 4
+    >>> with shared_frozen_states() as cache:
+    ...     for method in ("map", "mcdropout"):
+    ...         clf = BayesianLoRAClassifier(backbone=backbone, method=method, r=2, epochs=1,
+    ...                                      layers_to_transform=[1], n_samples=2,
+    ...                                      device="cpu", random_state=0).fit(X, y)
+    >>> len(cache), cache.misses  # the frozen layer ran once per distinct text
+    (4, 4)
     """
     store = FrozenStateCache() if cache is None else cache
     if not isinstance(store, FrozenStateCache):

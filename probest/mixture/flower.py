@@ -104,8 +104,8 @@ def write_app(est, app_dir, out, min_clients: int, estimator_class=None,
 
     if isinstance(est, dict):
         params = dict(est)
-        if estimator_class is None:
-            from probest.mixture import FederatedGaussianMixture as estimator_class
+        if estimator_class is None:  # by name: this module is imported by the estimators
+            estimator_class = "probest.mixture._federated.FederatedGaussianMixture"
     else:
         params, estimator_class = est.get_params(deep=False), type(est)
     cls = estimator_class if isinstance(estimator_class, str) else class_name(estimator_class)
