@@ -206,11 +206,16 @@ class ILASDPClustering(_SDPClusterBase):
             out, lls = None, []
             with self._progress((self.max_iter + 1) * n_init, "iLA-SDP") as prog:
                 for start in range(n_init):
-                    run = self._iterate(Xr, None if init is None else init[rows], fixed_s,
-                                        inner, _restart(ctx, start), prog, start)
+                    # warnings of a run (a tiny cluster's fallback) matter only if it is kept
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        run = self._iterate(Xr, None if init is None else init[rows],
+                                            fixed_s, inner, _restart(ctx, start), prog, start)
                     lls.append(run["loglik"])
                     if out is None or run["loglik"] > out["loglik"]:
-                        out, best = run, start
+                        out, best, kept = run, start, caught
+            for w in kept:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             labels, means, covs = out["labels"], out["means"], out["covs"]
             if rows.shape[0] < n:  # sketch-and-lift: label every row by the components
                 lw = torch.log(out["counts"].clamp_min(1e-12) / rows.shape[0])
