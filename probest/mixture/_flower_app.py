@@ -206,9 +206,8 @@ def _server_main(grid: Grid, context: Context) -> None:
         prev = probest.load(str(cfg["previous"]))
         if type(prev) is not type(est):
             raise ValueError(f"previous model is a {type(prev).__name__}, not a {cls}.")
-        for k, v in vars(prev).items():
-            if k.endswith("_") and not k.startswith("_"):
-                setattr(est, k, v)
+        for k, v in prev._fitted_items().items():
+            setattr(est, k, v)
     engine = FlowerEngine(grid, min_clients=int(cfg["min-clients"]),
                           round_timeout=float(est.round_timeout))
     t0 = time.perf_counter()

@@ -256,9 +256,8 @@ def fit_local_deployment(est, parts, ids, *, labels=None, drop: dict | None = No
         fitted = probest.load(out)
         side = json.loads(Path(str(out) + ".json").read_text())
         shutil.rmtree(Path(tmp) / "home", ignore_errors=True)
-    for k, v in vars(fitted).items():
-        if k.endswith("_") and not k.startswith("_"):
-            setattr(est, k, v)
+    for k, v in fitted._fitted_items().items():
+        setattr(est, k, v)
     back = {str(i): i for i in ids}
     est.client_ids_ = [back.get(str(c), c) for c in est.client_ids_]
     est.dropped_clients_ = [(int(r), back.get(c, c), reason) for r, c, reason in side["dropped"]]
