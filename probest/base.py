@@ -309,6 +309,16 @@ class FitContext:
     device: torch.device
     dtype: torch.dtype
 
+    def restart(self, k: int) -> FitContext:
+        """The context of restart ``k`` of a multi-start fit: ``k = 0`` is this one, every
+        other ``k`` a fixed seed derived from ``seed`` with fresh generators."""
+        if k == 0:
+            return self
+        seed = (self.seed + 7919 * int(k)) % (2**63 - 1)
+        return dataclasses.replace(
+            self, seed=seed, rng=np.random.default_rng(seed),
+            generator=torch.Generator(device=self.generator.device).manual_seed(seed))
+
 
 class Progress:
     """A ``verbose``-aware progress bar that appends one dict per step to ``history_``.

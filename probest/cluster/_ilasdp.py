@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -21,15 +20,6 @@ from probest.cluster._gauss import (
     profile_log_likelihood,
     whiten,
 )
-
-
-def _restart(ctx, start: int):
-    """The fit context of restart ``start`` (0: the fit's own seed and generators)."""
-    if start == 0:
-        return ctx
-    seed = (ctx.seed + 7919 * start) % (2**63 - 1)
-    gen = torch.Generator(device=ctx.generator.device).manual_seed(seed)
-    return dataclasses.replace(ctx, seed=seed, generator=gen, rng=np.random.default_rng(seed))
 
 
 class ILASDPClustering(_SDPClusterBase):
@@ -210,7 +200,7 @@ class ILASDPClustering(_SDPClusterBase):
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
                         run = self._iterate(Xr, None if init is None else init[rows],
-                                            fixed_s, inner, _restart(ctx, start), prog, start)
+                                            fixed_s, inner, ctx.restart(start), prog, start)
                     lls.append(run["loglik"])
                     if out is None or run["loglik"] > out["loglik"]:
                         out, best, kept = run, start, caught
